@@ -1,0 +1,56 @@
+"""Opening Zarr groups at fsspec URLs (local path, file://, s3://, gs://, memory://) and small file helpers."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import fsspec
+import zarr
+from zarr.storage import FsspecStore, LocalStore
+
+
+def is_local(url: str) -> bool:
+    """True for plain paths and file:// URLs."""
+    return "://" not in str(url) or str(url).startswith("file://")
+
+
+def local_path(url: str) -> str:
+    """A plain path for a local URL."""
+    url = str(url)
+    return url[len("file://"):] if url.startswith("file://") else url
+
+
+def make_store(url: str, *, read_only: bool, storage_options: dict[str, Any] | None = None):
+    """A Zarr store for ``url``: LocalStore for local paths, FsspecStore otherwise."""
+    if is_local(url):
+        path = local_path(url)
+        if not read_only:
+            os.makedirs(path, exist_ok=True)
+        return LocalStore(path, read_only=read_only)
+    return FsspecStore.from_url(url, read_only=read_only, storage_options=storage_options or {})
+
+
+def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
+    """Whether a Zarr group (zarr.json) exists at ``url``."""
+    fs, path = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
+    return fs.exists(f"{path.rstrip('/')}/zarr.json")
+
+
+def remove(url: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Delete everything at ``url`` (used only with --overwrite)."""
+    fs, path = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def size_on_disk(url: str, storage_options: dict[str, Any] | None = None) -> int:
+    """Total bytes under ``url``."""
+    fs, path = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
+    return int(fs.du(path, total=True)) if fs.exists(path) else 0
+
+
+def open_group(url: str, *, mode: str, storage_options: dict[str, Any] | None = None) -> zarr.Group:
+    """Open a Zarr v3 group (mode "r" or "r+")."""
+    store = make_store(url, read_only=(mode == "r"), storage_options=storage_options)
+    return zarr.open_group(store=store, mode=mode, zarr_format=3)
