@@ -1,0 +1,119 @@
+"""Writer: round trip, refusal to overwrite, kill-and-resume identity."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spacessl.archive import ArchiveExistsError, ArchiveWriter, open_archive
+
+PRODUCER = Path(__file__).with_name("producer.py")
+
+
+def run_producer(url: Path, *args: str) -> int:
+    return subprocess.run([sys.executable, str(PRODUCER), str(url), *args], timeout=120).returncode
+
+
+def archive_content(url: Path) -> dict:
+    a = open_archive(str(url))
+    b = a.read(0, a.n, fields=None)
+    return {"samples": b.samples, **b.meta, "attrs": {k: v for k, v in a.attrs.items()},
+            "rejects": Path(str(url).replace(".zarr", ".rejects.csv")).read_text()}
+
+
+def assert_same(x: dict, y: dict) -> None:
+    assert x.keys() == y.keys()
+    for k in x:
+        if isinstance(x[k], np.ndarray):
+            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+        else:
+            assert x[k] == y[k], k
+
+
+def test_round_trip(tmp_path):
+    url = tmp_path / "ref.zarr"
+    assert run_producer(url) == 0
+    a = open_archive(str(url))
+    from tests.archive.producer import N_INPUTS, input_samples
+    expected = [input_samples(i) for i in range(N_INPUTS) if i % 9 != 4]
+    expected = np.concatenate(expected)
+    assert a.n == len(expected)
+    np.testing.assert_array_equal(a.samples.compute(), expected)
+    assert a.complete and a.label_names == ["odd", "even"]
+    assert a.names("source") == ["cam1", "cam2", "cam0"]
+    rejects = (tmp_path / "ref.rejects.csv").read_text().splitlines()
+    assert rejects[0] == "origin,reason,detail"
+    assert [r.split(",")[0] for r in rejects[1:]] == [f"file{i}.png" for i in range(N_INPUTS) if i % 9 == 4]
+    # the last chunk is partial, every other chunk whole
+    assert a.num_chunks == -(-a.n // 7)
+
+
+@pytest.mark.parametrize("kill_after", [1, 8, 22, 38])
+def test_kill_and_resume_is_identical(tmp_path, kill_after):
+    ref, url = tmp_path / "ref.zarr", tmp_path / "resumed.zarr"
+    assert run_producer(ref) == 0
+    assert run_producer(url, "--kill-after", str(kill_after)) == -9
+    with pytest.raises(Exception, match="unfinished"):
+        open_archive(str(url))
+    assert run_producer(url) == 0
+    assert_same(archive_content(ref), archive_content(url))
+
+
+def test_repeated_kills_at_random_moments(tmp_path):
+    """SIGKILL from outside at arbitrary moments, resumed each time, converges to the reference."""
+    ref, url = tmp_path / "ref.zarr", tmp_path / "resumed.zarr"
+    assert run_producer(ref) == 0
+    rng = np.random.default_rng(0)
+    kills = 0
+    for attempt in range(40):
+        proc = subprocess.Popen([sys.executable, str(PRODUCER), str(url), "--delay", "0.02"])
+        time.sleep(float(rng.uniform(1.0, 2.0)) + 0.1 * attempt)
+        if proc.poll() is not None:
+            break
+        proc.kill()
+        proc.wait()
+        kills += 1
+    else:
+        pytest.fail("producer never finished")
+    assert proc.returncode == 0 and kills >= 1
+    assert_same(archive_content(ref), archive_content(url))
+
+
+def test_complete_archive_is_never_touched_without_overwrite(tmp_path):
+    url = tmp_path / "a.zarr"
+    assert run_producer(url) == 0
+    before = archive_content(url)
+    with pytest.raises(ArchiveExistsError, match="--overwrite"):
+        ArchiveWriter(str(url), modality="image", sample_shape=(1, 6, 6), dtype="uint16", units="DN",
+                      channels=["gray"])
+    assert_same(before, archive_content(url))
+    w = ArchiveWriter(str(url), modality="image", sample_shape=(1, 6, 6), dtype="uint16", units="DN",
+                      channels=["gray"], overwrite=True)
+    w.append(np.zeros((2, 1, 6, 6), np.uint16), input_index=0, time_ns=0, source="s", origin="o")
+    w.close()
+    assert open_archive(str(url)).n == 2
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    url = tmp_path / "a.zarr"
+    assert run_producer(url, "--kill-after", "10") == -9
+    with pytest.raises(ArchiveExistsError, match="different settings"):
+        ArchiveWriter(str(url), modality="image", sample_shape=(1, 8, 8), dtype="uint16", units="DN",
+                      channels=["gray"])
+
+
+def test_bad_samples_and_meta_are_named(tmp_path):
+    w = ArchiveWriter(str(tmp_path / "a.zarr"), modality="waveform", sample_shape=(3, 50), dtype="float32",
+                      units="counts", channels=["Z", "N", "E"], attrs={"sampling_rate_hz": 5.0, "window_s": 10.0})
+    with pytest.raises(ValueError, match=r"shape \(2, 3, 40\)"):
+        w.append(np.zeros((2, 3, 40)), input_index=0, time_ns=0, source="s", origin="o")
+    with pytest.raises(ValueError, match="unknown meta fields"):
+        w.append(np.zeros((2, 3, 50)), input_index=0, time_ns=0, source="s", origin="o", colour=1)
+    with pytest.raises(ValueError, match="in order"):
+        w.append(np.zeros((1, 3, 50)), input_index=3, time_ns=0, source="s", origin="o")
+        w.append(np.zeros((1, 3, 50)), input_index=2, time_ns=0, source="s", origin="o")
