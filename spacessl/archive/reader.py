@@ -18,6 +18,8 @@ import hashlib
 import json
 import queue
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -175,12 +177,14 @@ class Archive:
 
     def stream(self, chunks: Sequence[int], *, batch_size: int = 64, shuffle: bool = True, seed: int = 0,
                prefetch: int = 2, buffer_chunks: int = 2, drop_last: bool = False,
-               fields: Sequence[str] | None = ("label",), decode: bool = False) -> Iterator[Batch]:
+               fields: Sequence[str] | None = ("label",), decode: bool = False,
+               read_threads: int = 2) -> Iterator[Batch]:
         """Batches from the given chunks, read ahead by a background thread.
 
         With ``shuffle``, chunks are taken ``buffer_chunks`` at a time and their samples permuted together (the
         remainder that does not fill a batch carries into the next group), so randomness spans several chunks while
-        memory stays bounded. ``fields`` selects meta fields (None = all; strings decoded only with ``decode``).
+        memory stays bounded by (prefetch + read_threads + buffer_chunks + 1) chunks. ``read_threads`` chunks are
+        decompressed concurrently. ``fields`` selects meta fields (None = all; strings decoded only with ``decode``).
         """
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -190,23 +194,38 @@ class Archive:
         stop = threading.Event()
         _END = object()
 
+        def load(c: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+            s0, s1 = self.chunk_range(c)
+            return (self._samples[s0:s1], np.arange(s0, s1, dtype=np.int64),
+                    self.read_meta(s0, s1, fields, decode=decode))
+
         def reader() -> None:
+            # ``read_threads`` chunks decode concurrently; at most ``prefetch`` finished chunks wait in the queue.
             try:
-                for c in chunks:
-                    if stop.is_set():
-                        return
-                    s0, s1 = self.chunk_range(c)
-                    item = (self._samples[s0:s1], np.arange(s0, s1, dtype=np.int64),
-                            self.read_meta(s0, s1, fields, decode=decode))
-                    while not stop.is_set():
-                        try:
-                            q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
+                with ThreadPoolExecutor(max_workers=max(1, read_threads)) as pool:
+                    pending: deque = deque()
+                    for c in chunks:
+                        if stop.is_set():
+                            return
+                        pending.append(pool.submit(load, c))
+                        if len(pending) >= max(1, read_threads):
+                            if not put(pending.popleft().result()):
+                                return
+                    while pending:
+                        if not put(pending.popleft().result()):
+                            return
                 q.put(_END)
             except BaseException as exc:  # surface reader errors in the consumer
                 q.put(exc)
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
 
         thread = threading.Thread(target=reader, name="spacessl-archive-prefetch", daemon=True)
         thread.start()
@@ -216,7 +235,7 @@ class Archive:
         try:
             done = False
             while not done:
-                parts = list(carry)
+                parts = carry
                 carry = []
                 got = 0
                 while got < group:
@@ -230,21 +249,10 @@ class Archive:
                     got += 1
                 if not parts:
                     break
-                samples = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
-                ids = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
-                meta = {k: (np.concatenate([p[2][k] for p in parts]) if len(parts) > 1 else parts[0][2][k])
-                        for k in fields}
-                if shuffle:
-                    perm = rng.permutation(len(ids))
-                    samples, ids = samples[perm], ids[perm]
-                    meta = {k: v[perm] for k, v in meta.items()}
-                n_full = len(ids) // batch_size * batch_size
-                for b0 in range(0, n_full, batch_size):
-                    yield Batch(samples[b0:b0 + batch_size], ids[b0:b0 + batch_size],
-                                {k: v[b0:b0 + batch_size] for k, v in meta.items()})
-                if n_full < len(ids):
-                    rest = (samples[n_full:], ids[n_full:], {k: v[n_full:] for k, v in meta.items()})
-                    if done:
+                for batch, rest in self._batches(parts, batch_size, rng if shuffle else None, fields):
+                    if batch is not None:
+                        yield batch
+                    elif done:
                         if not drop_last:
                             yield Batch(*rest)
                     else:
@@ -257,6 +265,48 @@ class Archive:
                 except queue.Empty:
                     break
             thread.join(timeout=5)
+
+    @staticmethod
+    def _batches(parts, batch_size, rng, fields):
+        """Yield (Batch, None) for every full batch drawn from ``parts`` and finally (None, remainder).
+
+        Samples are gathered straight from the chunk arrays into each batch (one copy), in a random order over all
+        parts when ``rng`` is given, else in order.
+        """
+        sizes = np.array([len(p[1]) for p in parts])
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        total = int(offsets[-1])
+        order = rng.permutation(total) if rng is not None else np.arange(total)
+        n_full = total // batch_size * batch_size
+
+        def gather(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+            if len(parts) == 1:
+                p = parts[0]
+                return p[0][sel], p[1][sel], {k: v[sel] for k, v in p[2].items()}
+            which = np.searchsorted(offsets[1:], sel, side="right")
+            first = parts[0]
+            samples = np.empty((len(sel), *first[0].shape[1:]), dtype=first[0].dtype)
+            ids = np.empty(len(sel), dtype=np.int64)
+            meta = {k: np.empty(len(sel), dtype=v.dtype) for k, v in first[2].items()}
+            for j in np.unique(which):
+                mask = which == j
+                local = sel[mask] - offsets[j]
+                samples[mask] = parts[j][0][local]
+                ids[mask] = parts[j][1][local]
+                for k in meta:
+                    meta[k][mask] = parts[j][2][k][local]
+            return samples, ids, meta
+
+        if rng is None and len(parts) == 1:  # in order from one chunk: views, no copy
+            p = parts[0]
+            for b0 in range(0, n_full, batch_size):
+                yield Batch(p[0][b0:b0 + batch_size], p[1][b0:b0 + batch_size],
+                            {k: v[b0:b0 + batch_size] for k, v in p[2].items()}), None
+        else:
+            for b0 in range(0, n_full, batch_size):
+                yield Batch(*gather(order[b0:b0 + batch_size])), None
+        if n_full < total:
+            yield None, gather(order[n_full:])
 
     # ------------------------------------------------------------------------------------------- identity
 
