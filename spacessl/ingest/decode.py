@@ -150,12 +150,54 @@ def _crop_box(w: int, h: int) -> tuple[int, int, int, int]:
     return left, top, left + s, top + s
 
 
-def _resize(img: Image.Image, spec: DecodeSpec) -> Image.Image:
+def _geometry(img: Image.Image, spec: DecodeSpec) -> Image.Image:
     if spec.fit == "crop" and img.size[0] != img.size[1]:
         img = img.crop(_crop_box(*img.size))
     if img.size != (spec.size, spec.size):
         img = img.resize((spec.size, spec.size), Image.Resampling.BILINEAR)
     return img
+
+
+def _high_depth(img: Image.Image, spec: DecodeSpec) -> tuple[np.ndarray, bool]:
+    """16-bit grey (``I;16*``), 32-bit integer (``I``) or float (``F``) image → (H, W) uint16; converted?"""
+    data = np.asarray(img)
+    converted = False
+    if data.dtype.kind == "f" or data.dtype.itemsize > 2:
+        converted = img.mode == "F" or bool(data.min(initial=0) < 0 or data.max(initial=0) > 65535)
+    if img.size == (spec.size, spec.size) and data.dtype.kind == "u":
+        return data.astype(np.uint16, copy=False), converted         # native size: no resampling
+    work = _geometry(Image.fromarray(data.astype(np.float32), mode="F"), spec)   # resample in float
+    return np.clip(np.rint(np.asarray(work)), 0, 65535).astype(np.uint16), converted
+
+
+def _decode_open(img: Image.Image, spec: DecodeSpec) -> tuple[np.ndarray, bool]:
+    if img.format == "JPEG" and min(img.size) >= 2 * spec.size:
+        img.draft(img.mode, (spec.size, spec.size))  # DCT scaling only; colour is converted below
+    img.load()
+    mode = img.mode
+    converted = False
+    if mode in _HIGH_DEPTH_MODES:
+        arr, converted = _high_depth(img, spec)
+        if spec.dtype == "uint8":
+            arr = (arr >> 8).astype(np.uint8)
+            converted = True
+        if spec.channels == "rgb":
+            return np.repeat(arr[None], 3, axis=0), True
+        return np.ascontiguousarray(arr[None]), converted
+    if spec.channels == "gray":
+        if mode != "L":
+            converted = mode in _COLOUR_MODES and not _is_grey(img)
+            img = img.convert("L")
+        arr = np.asarray(_geometry(img, spec))[None]                       # (1, H, W)
+    else:
+        if mode != "RGB":
+            converted = mode not in _COLOUR_MODES
+            img = img.convert("RGB")
+        arr = np.asarray(_geometry(img, spec)).transpose(2, 0, 1)          # (3, H, W)
+    if spec.dtype == "uint16":
+        arr = arr.astype(np.uint16) * np.uint16(257)
+        converted = True
+    return np.ascontiguousarray(arr), converted
 
 
 def decode_image(path: str, spec: DecodeSpec) -> tuple[np.ndarray, bool]:
@@ -164,41 +206,7 @@ def decode_image(path: str, spec: DecodeSpec) -> tuple[np.ndarray, bool]:
     Raises whatever Pillow raises for an unreadable, corrupt or truncated file.
     """
     with Image.open(path) as img:
-        if img.format == "JPEG" and min(img.size) >= 2 * spec.size:
-            img.draft(img.mode, (spec.size, spec.size))  # DCT scaling only; colour is converted below
-        img.load()
-        mode = img.mode
-        converted = False
-        if mode in _HIGH_DEPTH_MODES:
-            data = np.asarray(img)
-            if data.dtype.kind == "f" or data.dtype.itemsize > 2:
-                converted = mode not in ("I", "F") or bool(data.min(initial=0) < 0 or data.max(initial=0) > 65535)
-            work = Image.fromarray(data.astype(np.float32), mode="F")
-            work = _resize(work, spec)
-            arr = np.clip(np.rint(np.asarray(work)), 0, 65535).astype(np.uint16)
-            if spec.dtype == "uint8":
-                arr = (arr >> 8).astype(np.uint8)
-                converted = True
-            if spec.channels == "rgb":
-                arr = np.repeat(arr[None], 3, axis=0)
-                converted = True
-            else:
-                arr = arr[None]
-            return np.ascontiguousarray(arr), converted
-        if spec.channels == "gray":
-            if mode != "L":
-                converted = mode in _COLOUR_MODES and not _is_grey(img)
-                img = img.convert("L")
-            arr = np.asarray(_resize(img, spec))[None]                       # (1, H, W)
-        else:
-            if mode != "RGB":
-                converted = mode not in _COLOUR_MODES
-                img = img.convert("RGB")
-            arr = np.asarray(_resize(img, spec)).transpose(2, 0, 1)          # (3, H, W)
-        if spec.dtype == "uint16":
-            arr = arr.astype(np.uint16) * np.uint16(257)
-            converted = True
-        return np.ascontiguousarray(arr), converted
+        return _decode_open(img, spec)
 
 
 def _is_grey(img: Image.Image) -> bool:
@@ -245,16 +253,22 @@ def _exif_time(img: Image.Image) -> int | None:
     return None
 
 
-def image_time(path: str) -> tuple[int, str]:
-    """(UTC ns since the epoch, how it was found): "filename", "exif" or "mtime"."""
+def image_time(path: str, img: Image.Image | None = None) -> tuple[int, str]:
+    """(UTC ns since the epoch, how it was found): "filename", "exif" or "mtime".
+
+    ``img``: the file already open (saves opening it again for EXIF).
+    """
     t = time_from_name(path)
     if t is not None:
         return t, "filename"
-    try:
-        with Image.open(path) as img:
-            t = _exif_time(img)
-    except Exception:  # noqa: BLE001 - the decode step reports unreadable files
-        t = None
+    if img is not None:
+        t = _exif_time(img)
+    else:
+        try:
+            with Image.open(path) as opened:
+                t = _exif_time(opened)
+        except Exception:  # noqa: BLE001 - the decode step reports unreadable files
+            t = None
     if t is not None:
         return t, "exif"
     return os.stat(path).st_mtime_ns, "mtime"
@@ -263,7 +277,9 @@ def image_time(path: str) -> tuple[int, str]:
 def decode_one(index: int, path: str, spec: DecodeSpec, time_ns: int | None = None) -> Decoded:
     """Decode one file for the ingest: never raises for a bad file, returns ``Decoded`` with ``error`` set."""
     try:
-        sample, converted = decode_image(path, spec)
+        with Image.open(path) as img:
+            sample, converted = _decode_open(img, spec)
+            t, how = (int(time_ns), "given") if time_ns is not None else image_time(path, img)
     except FileNotFoundError as exc:
         return Decoded(index, reason="missing", error=str(exc))
     except Image.UnidentifiedImageError as exc:
@@ -272,10 +288,6 @@ def decode_one(index: int, path: str, spec: DecodeSpec, time_ns: int | None = No
         msg = str(exc) or type(exc).__name__
         reason = "truncated" if "truncated" in msg else "corrupt"
         return Decoded(index, reason=reason, error=f"{type(exc).__name__}: {msg}")
-    if time_ns is not None:
-        t, how = int(time_ns), "given"
-    else:
-        t, how = image_time(path)
     return Decoded(index, sample=sample, time_ns=t, time_from=how, converted=converted)
 
 

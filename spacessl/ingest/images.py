@@ -39,6 +39,9 @@ from spacessl.ingest.report import IngestReport
 
 #: files per worker task: amortises inter-process overhead, small enough to keep every worker busy.
 BATCH_FILES = 16
+#: zstd level of the archive chunks: on sky frames level 1 is within a few % of level 3's size at half the CPU,
+#: and the single writer's CPU is what an ingest adds to decoding (benchmarks/ingest_images.py).
+COMPRESSION_LEVEL = 1
 
 
 class ImageDecodeError(SpacesslError):
@@ -159,7 +162,7 @@ def write_image_archive(inputs: Sequence[ImageInput], out: str, *, size: int = 2
     writer = ArchiveWriter(out, modality="image", sample_shape=spec.sample_shape, dtype=dtype, units="DN",
                            channels=CHANNEL_NAMES[ch], label_names=list(label_names) if label_names else None,
                            chunk_size=chunk_size, shard_chunks=shard_chunks, extra_meta=fields, attrs=all_attrs,
-                           overwrite=overwrite)
+                           overwrite=overwrite, compression_level=COMPRESSION_LEVEL)
     start = writer.resume_from
     n_workers = default_workers() if workers is None else int(workers)
     if len(inputs) - start <= BATCH_FILES:
@@ -167,8 +170,10 @@ def write_image_archive(inputs: Sequence[ImageInput], out: str, *, size: int = 2
     converted = 0
     bar = tqdm(total=len(inputs), initial=start, unit="img", desc=desc, disable=not progress, smoothing=0.05)
     try:
+        # in flight: enough decoded files to cover two chunks, so workers keep going while a chunk is committed
+        window = max(4 * n_workers, -(-2 * chunk_size // BATCH_FILES))
         results = ordered_map(decode_batch, _batches(inputs, start, BATCH_FILES), workers=n_workers,
-                              preload=["spacessl.ingest.decode"], spec=spec)
+                              window=window, preload=["spacessl.ingest.decode"], spec=spec)
         try:
             for batch in results:
                 for d in batch:

@@ -173,6 +173,7 @@ def ingest_themis(sources: Sequence[str] | str, out: str, *, size: int = NATIVE_
         progress: progress bar (files and frames) with rate and ETA.
     """
     from spacessl.archive.writer import ArchiveWriter
+    from spacessl.ingest.images import COMPRESSION_LEVEL
 
     files = find_themis_files([sources] if isinstance(sources, str) else list(sources))
     if not files:
@@ -182,7 +183,7 @@ def ingest_themis(sources: Sequence[str] | str, out: str, *, size: int = NATIVE_
                            channels=["gray"], chunk_size=chunk_size, shard_chunks=shard_chunks,
                            extra_meta={"frame_index": "int32"},
                            attrs={"ingest": "themis", "image_size_px": int(size), "instrument": "THEMIS ASI"},
-                           overwrite=overwrite)
+                           overwrite=overwrite, compression_level=COMPRESSION_LEVEL)
     start = writer.resume_from
     n_workers = default_workers() if workers is None else int(workers)
     if len(files) - start <= 1:
