@@ -5,7 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean-demo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install browser demo test bench clean-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +19,21 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+## Debian's Chromium for the browser test of the query service (skipped with a warning where it cannot be installed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "installing Debian's chromium for the browser test"; \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { $(SUDO) apt-get update -q >/dev/null 2>&1 && \
+	      $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; } || \
+	  echo "warning: chromium could not be installed; the browser test will be skipped"
+
 ## Runs the main job end to end on the embedded default (local Ray, local MLflow store, local disk, CPU FAISS).
 demo: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
 ## Installs what the tests need and runs the whole suite.
-test: install
+test: install browser
 	$(PY) -m pytest
 
 bench: install

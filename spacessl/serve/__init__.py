@@ -1,0 +1,1 @@
+"""The query service (FastAPI, optionally on Ray Serve)."""
