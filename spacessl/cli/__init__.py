@@ -12,6 +12,9 @@ from spacessl.errors import SpacesslError
 AREAS: list[str] = [
     "archive",
     "ingest",
+    "train",
+    "embed",
+    "query",
 ]
 
 
