@@ -12,7 +12,6 @@ from spacessl.errors import SpacesslError
 AREAS: list[str] = [
     "archive",
     "ingest",
-    "train",
     "embed",
     "query",
 ]
