@@ -14,6 +14,8 @@ AREAS: list[str] = [
     "ingest",
     "embed",
     "query",
+    "evaluate",
+    "explore",
 ]
 
 
