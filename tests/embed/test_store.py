@@ -1,0 +1,52 @@
+"""Embeddings store: per-shard writes with markers, resume, refusal to overwrite, streaming reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spacessl.embed.store import EmbeddingsError, EmbeddingsWriter, open_embeddings
+
+
+def _writer(url, **kw):
+    args = dict(n=50, dim=4, dtype="float32", chunk_size=8, shard_chunks=2,
+                attrs={"archive_url": "a.zarr", "model_uri": "m"})
+    args.update(kw)
+    return EmbeddingsWriter(str(url), **args)
+
+
+def test_shards_markers_and_resume(tmp_path):
+    url = tmp_path / "e.zarr"
+    w = _writer(url)
+    assert w.num_shards == 4 and w.shard_range(3) == (48, 50)
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(50, 4)).astype(np.float32)
+    for s in (0, 2):
+        a, b = w.shard_range(s)
+        w.write_shard(s, np.arange(a, b), vecs[a:b])
+    with pytest.raises(EmbeddingsError, match=r"shards \[1, 3\]"):
+        w.close()
+    with pytest.raises(EmbeddingsError, match="unfinished"):
+        open_embeddings(str(url))
+    w = _writer(url)  # resumes
+    assert w.done_shards() == [0, 2]
+    for s in (1, 3):
+        a, b = w.shard_range(s)
+        w.write_shard(s, np.arange(a, b), vecs[a:b])
+    w.close()
+    e = open_embeddings(str(url))
+    got = np.concatenate([v for _, v in e.iter_shards()])
+    np.testing.assert_array_equal(got, vecs)
+    np.testing.assert_array_equal(e.ids.compute(), np.arange(50))
+    np.testing.assert_array_equal(e.vector(7), vecs[7])
+    with pytest.raises(EmbeddingsError, match="--overwrite"):
+        _writer(url)
+    with pytest.raises(EmbeddingsError, match="different settings"):
+        _writer(tmp_path / "e2.zarr").write_shard(0, np.arange(16), vecs[:16]) or _writer(tmp_path / "e2.zarr", dim=8)
+    assert _writer(url, overwrite=True).done_shards() == []
+
+
+def test_wrong_shard_size_is_named(tmp_path):
+    w = _writer(tmp_path / "e.zarr")
+    with pytest.raises(EmbeddingsError, match="shard 1"):
+        w.write_shard(1, np.arange(3), np.zeros((3, 4)))
