@@ -1,0 +1,178 @@
+"""Encoders (backbones): a 2-D ResNet-18 for images and a 1-D ResNet for multi-component waveforms.
+
+Both are trained from scratch and map one sample to one ``embed_dim``-vector (512 by default, the width of
+ResNet-18's last stage, as in SpaceSSL). The embeddings that spacessl stores and indexes are these encoder outputs;
+projection and prediction heads exist only for training (:mod:`spacessl.models.simclr`, ...).
+
+Shapes:
+    ``resnet18``:  (B, C, H, W) float32 -> (B, embed_dim). Any H, W >= 32 (global average pool);
+                   SpaceSSL used 256 px, the demos 64 px.
+    ``resnet1d``:  (B, C, T) float32 -> (B, embed_dim). Any T >= 32; tuned for windows of ~1000 samples
+                   (10 s at 100 Hz).
+
+- ResNet: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from spacessl.errors import SpacesslError
+
+ENCODERS = ("auto", "resnet18", "resnet1d")
+_AUTO = {"image": "resnet18", "waveform": "resnet1d"}
+
+
+def build_encoder(name: str = "auto", *, modality: str, in_channels: int, embed_dim: int = 512) -> nn.Module:
+    """Build an encoder from scratch.
+
+    Args:
+        name: "auto" (``resnet18`` for images, ``resnet1d`` for waveforms), "resnet18" or "resnet1d".
+        modality: the archive's modality, "image" or "waveform".
+        in_channels: channels C of one sample (1 for all-sky frames, 3 for Z/N/E seismograms).
+        embed_dim: output width; 512 is the natural width of both networks, any other value adds a final
+            linear layer.
+
+    Returns:
+        A module mapping (B, C, H, W) (images) or (B, C, T) (waveforms) to (B, embed_dim). The module has an
+        ``embed_dim`` attribute.
+    """
+    if modality not in _AUTO:
+        raise SpacesslError(f"Unknown modality {modality!r}. Available modalities are: {', '.join(_AUTO)}.")
+    if name not in ENCODERS:
+        raise SpacesslError(
+            f"Unknown encoder {name!r}. Available encoders are: {', '.join(ENCODERS)} (set model.encoder)."
+        )
+    if in_channels < 1:
+        raise SpacesslError(f"in_channels must be >= 1, got {in_channels}.")
+    if embed_dim < 1:
+        raise SpacesslError(f"embed_dim must be >= 1, got {embed_dim}.")
+    resolved = _AUTO[modality] if name == "auto" else name
+    expected = _AUTO[modality]
+    if resolved != expected:
+        raise SpacesslError(
+            f"Encoder {resolved!r} does not take {modality} samples; "
+            f"use {expected!r} or 'auto' for {modality} archives."
+        )
+    if resolved == "resnet18":
+        return ResNet18Encoder(in_channels=in_channels, embed_dim=embed_dim)
+    return ResNet1d(in_channels=in_channels, embed_dim=embed_dim)
+
+
+class ResNet18Encoder(nn.Module):
+    """torchvision ResNet-18, randomly initialised, with ``in_channels`` inputs and the classifier removed.
+
+    Shape: (B, in_channels, H, W) -> (B, embed_dim).
+    """
+
+    def __init__(self, in_channels: int = 1, embed_dim: int = 512) -> None:
+        super().__init__()
+        net = torchvision.models.resnet18(weights=None)
+        if in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        net.fc = nn.Identity()
+        self.backbone = net
+        self.head: nn.Module = nn.Identity() if embed_dim == 512 else nn.Linear(512, embed_dim)
+        self.in_channels = in_channels
+        self.embed_dim = embed_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))  # (B, C, H, W) -> (B, 512) -> (B, embed_dim)
+
+
+class BasicBlock1d(nn.Module):
+    """Residual block of two Conv1d-BatchNorm1d layers, the 1-D twin of torchvision's ``BasicBlock``.
+
+    Shape: (B, in_ch, T) -> (B, out_ch, ceil(T / stride)).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, kernel_size: int = 3) -> None:
+        super().__init__()
+        pad = kernel_size // 2
+        self.conv1 = nn.Conv1d(in_ch, out_ch, kernel_size, stride=stride, padding=pad, bias=False)
+        self.bn1 = nn.BatchNorm1d(out_ch)
+        self.conv2 = nn.Conv1d(out_ch, out_ch, kernel_size, stride=1, padding=pad, bias=False)
+        self.bn2 = nn.BatchNorm1d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(
+                nn.Conv1d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm1d(out_ch)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet1d(nn.Module):
+    """A ResNet-18-like 1-D network for (C, T) waveforms.
+
+    Stem: Conv1d(kernel ``stem_kernel``, stride 2) + BN + ReLU + MaxPool(3, stride 2), i.e. T/4; then four stages
+    of ``blocks`` BasicBlock1d with widths ``widths`` and strides 1, 2, 2, 2 (total stride 32), global average pool
+    over time. For T = 1000 the last stage sees 32 steps, each with a receptive field of 443 samples (4.4 s at
+    100 Hz), and the pool covers the window. Kernel 3 keeps the cost near ResNet-18 on 64 px frames (about 0.2 GMAC
+    per 3 x 1000 window); ``kernel_size=7`` widens the receptive field at about twice the cost.
+
+    Shape: (B, in_channels, T) -> (B, embed_dim).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        embed_dim: int = 512,
+        *,
+        widths: Sequence[int] = (64, 128, 256, 512),
+        blocks: Sequence[int] = (2, 2, 2, 2),
+        kernel_size: int = 3,
+        stem_kernel: int = 15,
+    ) -> None:
+        super().__init__()
+        if len(widths) != len(blocks):
+            raise SpacesslError(f"widths {tuple(widths)} and blocks {tuple(blocks)} must have the same length.")
+        self.stem = nn.Sequential(
+            nn.Conv1d(in_channels, widths[0], stem_kernel, stride=2, padding=stem_kernel // 2, bias=False),
+            nn.BatchNorm1d(widths[0]),
+            nn.ReLU(inplace=True),
+            nn.MaxPool1d(kernel_size=3, stride=2, padding=1),
+        )
+        stages: list[nn.Module] = []
+        in_ch = widths[0]
+        for i, (width, n) in enumerate(zip(widths, blocks, strict=True)):
+            stride = 1 if i == 0 else 2
+            layers = [BasicBlock1d(in_ch, width, stride, kernel_size)]
+            layers += [BasicBlock1d(width, width, 1, kernel_size) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*layers))
+            in_ch = width
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.head: nn.Module = nn.Identity() if embed_dim == in_ch else nn.Linear(in_ch, embed_dim)
+        self.in_channels = in_channels
+        self.embed_dim = embed_dim
+        for m in self.modules():
+            if isinstance(m, nn.Conv1d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm1d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)  # (B, 64, T/4)
+        x = self.stages(x)  # (B, 512, T/32)
+        x = self.pool(x).flatten(1)  # (B, 512)
+        return self.head(x)  # (B, embed_dim)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+__all__ = ["ENCODERS", "BasicBlock1d", "ResNet1d", "ResNet18Encoder", "build_encoder", "count_parameters"]

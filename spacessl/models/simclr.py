@@ -1,0 +1,64 @@
+"""SimCLR: contrastive learning with in-batch negatives, from lightly's parts.
+
+- Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations", ICML 2020,
+  https://arxiv.org/abs/2002.05709
+"""
+
+from __future__ import annotations
+
+from lightly.loss import NTXentLoss
+from lightly.models.modules import SimCLRProjectionHead
+from torch import Tensor, nn
+from torch import distributed as torch_dist
+
+from spacessl.models.base import SSLMethod
+
+
+class SimCLR(SSLMethod):
+    """SimCLR: encoder -> SimCLRProjectionHead -> NT-Xent between the two views.
+
+    Under DDP the negatives come from every worker: the loss is built with ``gather_distributed=True`` whenever
+    ``torch.distributed`` is available, and lightly gathers the projections only when a process group with world
+    size > 1 is initialised at forward time (so a method built before ``init_process_group``, or in a single
+    process, behaves as plain in-batch SimCLR). With a global batch N split over W workers the loss equals the
+    single-process loss on the whole batch, and each view has 2N - 2 negatives.
+
+    Args:
+        encoder: backbone, (B, *sample_shape) -> (B, embed_dim).
+        embed_dim: encoder output width.
+        proj_hidden_dim: hidden width of the projection MLP.
+        proj_out_dim: projection width P (the space where NT-Xent is computed).
+        temperature: NT-Xent temperature tau.
+        gather_distributed: None = decide from ``torch.distributed.is_available()``.
+
+    Shape: x0, x1 (B, *sample_shape) -> loss (), z (B, proj_out_dim).
+    """
+
+    name = "simclr"
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        embed_dim: int = 512,
+        *,
+        proj_hidden_dim: int = 512,
+        proj_out_dim: int = 128,
+        temperature: float = 0.5,
+        gather_distributed: bool | None = None,
+    ) -> None:
+        super().__init__(encoder, embed_dim)
+        if gather_distributed is None:
+            gather_distributed = torch_dist.is_available()
+        self.projection_head = SimCLRProjectionHead(embed_dim, proj_hidden_dim, proj_out_dim)
+        self.criterion = NTXentLoss(temperature=temperature, gather_distributed=gather_distributed)
+        self.temperature = temperature
+
+    def project(self, x: Tensor) -> Tensor:
+        """(B, *sample_shape) -> (B, proj_out_dim)."""
+        return self.projection_head(self.encoder(x))
+
+    def forward(self, x0: Tensor, x1: Tensor) -> dict[str, Tensor]:
+        z0 = self.project(x0)  # (B, P)
+        z1 = self.project(x1)  # (B, P)
+        loss = self.criterion(z0, z1)
+        return {"loss": loss, "z": z0.detach()}
