@@ -1,0 +1,195 @@
+"""The deterministic evaluation path: raw archive samples -> the tensors the encoder sees.
+
+The same :class:`Preprocess` runs before the augmentations in training, alone in the bulk embedding job, and on a
+query sample, so that a query file is embedded exactly as the archive was. Build it from an archive
+(:meth:`Preprocess.for_archive`) or, for a loose file, with the same keyword arguments (its ``str`` prints them).
+
+Images (B, C, H, W), any integer or float dtype:
+    float32 = raw / max_value (the archive's ``max_value`` attribute, else the integer dtype's maximum, else 1 for
+    floats), clipped to [0, 1]; resized (bilinear, antialiased) to ``input_size`` x ``input_size``; optionally the
+    all-sky field of view outside ``fov_radius`` set to 0.
+Waveforms (B, C, T), counts or physical units:
+    cropped (from the start) or zero-padded (at the end) to ``window_samples``; each component demeaned; each
+    window divided by its peak |x| over all components ("peak", guarded for dead windows) or by its standard
+    deviation ("std"), or left in its units ("none").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from spacessl.augment.images import fov_mask
+from spacessl.errors import SpacesslError
+
+MODALITIES = ("image", "waveform")
+NORMALIZATIONS = ("peak", "std", "none")
+
+
+class Preprocess:
+    """Deterministic conversion of raw samples to encoder input.
+
+    Args:
+        modality: "image" or "waveform".
+        input_size: images: output side in px (None keeps H, W).
+        max_value: images: the value that maps to 1.0; None = the integer dtype's max (255, 65535, ...), or 1.0
+            for float data.
+        fov_radius: images: zero everything outside this field-of-view circle (fraction of half the shorter side);
+            None keeps the whole frame.
+        window_samples: waveforms: output length T (None keeps the input's).
+        normalize: waveforms: "peak" (max |x| over components and time -> 1), "std" (unit std), "none".
+        demean: waveforms: subtract each component's mean.
+        in_channels: expected C; None accepts any.
+
+    Shape: images (B, C, H, W) -> (B, C, input_size, input_size) float32; waveforms (B, C, T) ->
+    (B, C, window_samples) float32. A tensor input stays on its device; a numpy input becomes a CPU tensor.
+    """
+
+    def __init__(
+        self,
+        *,
+        modality: str,
+        input_size: int | None = None,
+        max_value: float | None = None,
+        fov_radius: float | None = None,
+        window_samples: int | None = None,
+        normalize: str = "peak",
+        demean: bool = True,
+        in_channels: int | None = None,
+    ) -> None:
+        if modality not in MODALITIES:
+            raise SpacesslError(f"Unknown modality {modality!r}. Available modalities are: {', '.join(MODALITIES)}.")
+        if normalize not in NORMALIZATIONS:
+            raise SpacesslError(
+                f"Unknown waveform normalisation {normalize!r}. Available types are: {', '.join(NORMALIZATIONS)}."
+            )
+        for name, value in (("input_size", input_size), ("window_samples", window_samples)):
+            if value is not None and value < 1:
+                raise SpacesslError(f"{name} must be a positive integer or None, got {value}.")
+        if max_value is not None and not max_value > 0:
+            raise SpacesslError(f"max_value must be > 0, got {max_value}; fix the archive's max_value attribute.")
+        if fov_radius is not None and not fov_radius > 0:
+            raise SpacesslError(f"fov_radius must be > 0 or None, got {fov_radius}.")
+        self.modality = modality
+        self.input_size = input_size
+        self.max_value = None if max_value is None else float(max_value)
+        self.fov_radius = None if fov_radius is None else float(fov_radius)
+        self.window_samples = window_samples
+        self.normalize = normalize
+        self.demean = demean
+        self.in_channels = in_channels
+
+    @classmethod
+    def for_archive(
+        cls, archive: Any, input_size: int | None = None, window_samples: int | None = None, **overrides: Any
+    ) -> Preprocess:
+        """The preprocessing of ``archive`` (an :class:`~spacessl.archive.Archive`).
+
+        Reads modality, channel count and the optional ``max_value`` and ``fov_radius`` attributes. For waveforms,
+        ``window_samples`` falls back to ``input_size`` (so one ``data.input_size`` setting serves both).
+        """
+        attrs = dict(getattr(archive, "attrs", {}) or {})
+        modality = archive.modality
+        kwargs: dict[str, Any] = {"modality": modality, "in_channels": int(archive.sample_shape[0])}
+        if modality == "image":
+            kwargs["input_size"] = input_size
+            kwargs["max_value"] = attrs.get("max_value")
+            kwargs["fov_radius"] = attrs.get("fov_radius")
+        else:
+            kwargs["window_samples"] = window_samples if window_samples is not None else input_size
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    # ------------------------------------------------------------------------------------------------- call
+
+    def __call__(self, x: np.ndarray | Tensor) -> Tensor:
+        """Preprocess a batch; see the class docstring for shapes."""
+        ndim = 4 if self.modality == "image" else 3
+        if x.ndim != ndim:
+            dims = "(B, C, H, W)" if ndim == 4 else "(B, C, T)"
+            raise SpacesslError(
+                f"Preprocess({self.modality}) takes a batch {dims}, got shape {tuple(x.shape)}; "
+                f"add a batch axis with x[None] for a single sample."
+            )
+        if self.in_channels is not None and x.shape[1] != self.in_channels:
+            raise SpacesslError(
+                f"Expected {self.in_channels} channel(s), got {x.shape[1]} (shape {tuple(x.shape)}); the sample "
+                f"does not match the archive the model was trained on."
+            )
+        if self.modality == "image":
+            return self._image(x)
+        return self._waveform(x)
+
+    def _scale(self, x: np.ndarray | Tensor) -> float | None:
+        if self.max_value is not None:
+            return self.max_value
+        dtype = x.dtype
+        if isinstance(x, Tensor):
+            if dtype == torch.bool:
+                return 1.0
+            if not dtype.is_floating_point:
+                return float(torch.iinfo(dtype).max)
+            return None
+        if np.issubdtype(dtype, np.integer):
+            return float(np.iinfo(dtype).max)
+        if dtype == np.bool_:
+            return 1.0
+        return None
+
+    def _image(self, x: np.ndarray | Tensor) -> Tensor:
+        scale = self._scale(x)
+        t = _to_float_tensor(x)
+        if scale is not None:
+            t = t * (1.0 / scale)
+        t = t.clamp(0.0, 1.0)  # out of place: a float32 input tensor is never modified
+        h, w = t.shape[-2:]
+        if self.input_size is not None and (h, w) != (self.input_size, self.input_size):
+            t = F.interpolate(t, size=(self.input_size, self.input_size), mode="bilinear", antialias=True,
+                              align_corners=False).clamp_(0.0, 1.0)
+        if self.fov_radius is not None:
+            t = t * fov_mask(t.shape[-2], t.shape[-1], self.fov_radius, t.device)
+        return t.contiguous()
+
+    def _waveform(self, x: np.ndarray | Tensor) -> Tensor:
+        t = _to_float_tensor(x)
+        n = self.window_samples
+        length = t.shape[-1]
+        if n is not None and length > n:
+            t = t[..., :n]
+        if self.demean:
+            t = t - t.mean(dim=-1, keepdim=True)
+        if self.normalize == "peak":
+            peak = t.abs().amax(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+            t = t / torch.where(peak > 0, peak, torch.ones_like(peak))
+        elif self.normalize == "std":
+            std = t.std(dim=(1, 2), keepdim=True)
+            t = t / torch.where(std > 0, std, torch.ones_like(std))
+        if n is not None and length < n:
+            t = F.pad(t, (0, n - length))
+        return t.contiguous()
+
+    def __str__(self) -> str:
+        if self.modality == "image":
+            keys = ("input_size", "max_value", "fov_radius", "in_channels")
+        else:
+            keys = ("window_samples", "demean", "normalize", "in_channels")
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys)
+        return f"Preprocess(modality={self.modality!r}, {args})"
+
+    __repr__ = __str__
+
+
+def _to_float_tensor(x: np.ndarray | Tensor) -> Tensor:
+    """float32 tensor of ``x``: numpy is converted on the CPU (fast for uint16), tensors keep their device."""
+    if isinstance(x, Tensor):
+        return x.to(torch.float32)
+    if not isinstance(x, np.ndarray):
+        raise SpacesslError(f"Preprocess takes numpy arrays or torch tensors, got {type(x).__name__}.")
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+__all__ = ["MODALITIES", "NORMALIZATIONS", "Preprocess"]
