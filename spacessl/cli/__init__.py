@@ -11,6 +11,7 @@ from spacessl.errors import SpacesslError
 #: Modules under spacessl.cli that expose ``register(subparsers)``.
 AREAS: list[str] = [
     "archive",
+    "synth",
     "ingest",
     "embed",
     "query",
