@@ -279,6 +279,7 @@ def _n_committed(out: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_identical_archive(tmp_path):
     src, labels = _resume_fixture(tmp_path)
     ref = tmp_path / "ref.zarr"
