@@ -84,7 +84,7 @@ class TrackingConfig(_Section):
     model_name: str = ""  #: registered model name; empty = "<experiment>-<modality>"
     run_name: str = ""
     register_model: bool = True  #: register the trained encoder in the MLflow model registry after fit
-    model_alias: str = "latest"  #: alias set on the new registered version (models:/NAME@alias)
+    model_alias: str = "current"  #: alias set on the new version (models:/NAME@current); "latest" is reserved by MLflow
 
 
 class RuntimeConfig(_Section):

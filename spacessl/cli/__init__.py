@@ -13,6 +13,7 @@ AREAS: list[str] = [
     "archive",
     "synth",
     "ingest",
+    "train",
     "embed",
     "query",
     "evaluate",

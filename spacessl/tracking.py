@@ -1,0 +1,305 @@
+"""MLflow: where runs go, what a run records, and how a trained encoder is found again.
+
+Tracking URI, first that is set: ``tracking.uri`` in the config, ``$MLFLOW_TRACKING_URI``, else a local SQLite store
+``sqlite:///<runtime.output_dir>/mlflow.db`` with artifacts in ``<runtime.output_dir>/mlartifacts`` (view it with
+``mlflow ui --backend-store-uri sqlite:///out/mlflow.db``).
+
+A training run records (world rank 0 of the workers, see spacessl.train.loop): the flattened resolved config as
+params, ``config.yaml`` and ``augment.txt`` artifacts, tags ``git_commit``, ``archive_url``,
+``archive_fingerprint``; per-step ``loss``, ``lr``, ``samples_per_s``; per-epoch ``epoch_loss``,
+``embedding_std``, ``collapse``, ``knn_acc`` (with ``knn_acc_init`` and ``knn_acc_pixels`` baselines). After fit
+the driver logs the encoder (``model``) into the same run, registers it and sets an alias.
+
+:func:`load_encoder` takes any of::
+
+    models:/NAME/VERSION    models:/NAME/latest    models:/NAME@alias    runs:/RUN_ID/model
+    <checkpoint or run directory>
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from spacessl.errors import SpacesslError
+
+log = logging.getLogger(__name__)
+
+#: metric keys shown by `spacessl runs`, in order (column title, metric key)
+KEY_METRICS = (("loss", "epoch_loss"), ("knn_acc", "knn_acc"), ("knn_init", "knn_acc_init"),
+               ("collapse", "collapse"), ("samples/s", "samples_per_s"))
+MODEL_ARTIFACT = "model"
+
+
+class TrackingError(SpacesslError):
+    """A model URI or tracking store cannot be used."""
+
+
+# ------------------------------------------------------------------------------------------------- stores
+
+
+def resolve_tracking_uri(uri: str = "", output_dir: str | Path = "out") -> str:
+    """The tracking URI to use: ``uri``, else $MLFLOW_TRACKING_URI, else ``sqlite:///<abs output_dir>/mlflow.db``."""
+    if uri:
+        return uri
+    env = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if env:
+        return env
+    out = Path(output_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{out / 'mlflow.db'}"
+
+
+def local_artifact_root(tracking_uri: str) -> str | None:
+    """``file://<dir>/mlartifacts`` beside a local SQLite store (so artifacts never land in the CWD), else None."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def client(tracking_uri: str):
+    """An ``MlflowClient`` for ``tracking_uri`` (also the registry), with the global URI set to it."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def experiment_id(tracking_uri: str, name: str) -> str:
+    """Id of experiment ``name``, created (with a local artifact root for SQLite stores) if missing."""
+    c = client(tracking_uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return c.create_experiment(name, artifact_location=local_artifact_root(tracking_uri))
+
+
+def git_commit(path: str | Path | None = None) -> str:
+    """Commit hash of the git checkout holding ``path`` (default: this package), with ``-dirty`` when it has
+    uncommitted changes; "unknown" outside a checkout."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def create_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> str:
+    """Start a new run (status RUNNING) and return its id; the caller passes the id to whoever logs."""
+    c = client(tracking_uri)
+    run = c.create_run(experiment_id(tracking_uri, experiment), run_name=run_name or None, tags=tags or {})
+    return run.info.run_id
+
+
+def set_status(tracking_uri: str, run_id: str, status: str) -> None:
+    """Mark a run RUNNING, FINISHED, FAILED or KILLED."""
+    c = client(tracking_uri)
+    if status == "RUNNING":
+        c.update_run(run_id, status="RUNNING")
+    else:
+        c.set_terminated(run_id, status=status)
+
+
+def log_params(tracking_uri: str, run_id: str, params: dict[str, Any]) -> None:
+    """Log params in batches, skipping keys the run already has (a resumed run keeps its first values)."""
+    from mlflow.entities import Param
+
+    c = client(tracking_uri)
+    have = c.get_run(run_id).data.params
+    todo = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in have]
+    for start in range(0, len(todo), 100):
+        c.log_batch(run_id, params=todo[start:start + 100])
+
+
+def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step: int) -> None:
+    """Log finite numeric metrics at ``step`` in one call."""
+    import math
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()
+             if v is not None and math.isfinite(float(v))]
+    if batch:
+        client(tracking_uri).log_batch(run_id, metrics=batch)
+
+
+# ------------------------------------------------------------------------------------------------- models
+
+
+class LoadedEncoder(nn.Module):
+    """An encoder loaded from MLflow's ``pt2`` (torch.export) format, usable like any module: ``.to(device)``,
+    ``.eval()`` (the exported graph is already in inference mode), ``encoder(x)`` → (B, D)."""
+
+    def __init__(self, graph: nn.Module):
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph(x)
+
+    def train(self, mode: bool = True) -> LoadedEncoder:  # the exported graph refuses train()/eval()
+        self.training = mode
+        return self
+
+
+def pip_requirements() -> list[str]:
+    """What the logged encoder needs to load (pinned to this environment, local build tags stripped)."""
+    import mlflow
+    import numpy
+
+    return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+            f"numpy=={numpy.__version__}"]
+
+
+def log_encoder(tracking_uri: str, run_id: str, encoder: nn.Module, example: torch.Tensor, *,
+                info: dict[str, Any], registered_name: str = "", alias: str = "") -> dict[str, Any]:
+    """Log ``encoder`` (eval mode, CPU) as artifact ``model`` of run ``run_id`` with a signature, the input
+    ``example`` (B≥2, *input_shape) float32 and ``info`` as metadata; register it as ``registered_name`` and point
+    ``alias`` at the new version. Returns {"model_uri", "name", "version", "registered_uri"}.
+
+    The default (``pt2``, torch.export) format loads without spacessl; an encoder that cannot be exported falls
+    back to the ``pickle`` format (needs spacessl at load time).
+    """
+    import mlflow
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    client(tracking_uri)
+    encoder = encoder.cpu().eval()
+    x = example.detach().cpu().float()
+    with torch.no_grad():
+        y = encoder(x)
+    signature = infer_signature(x.numpy(), y.numpy())
+    kwargs = dict(name=MODEL_ARTIFACT, signature=signature, input_example=x.numpy(),
+                  pip_requirements=pip_requirements(), metadata=info)
+    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+        try:
+            logged = mlflow.pytorch.log_model(encoder, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - torch.export cannot trace it: keep the whole module instead
+            log.warning("pt2 export of the encoder failed (%s); logging it in the pickle format", exc)
+            logged = mlflow.pytorch.log_model(encoder, serialization_format="pickle", **kwargs)
+    out: dict[str, Any] = {"model_uri": logged.model_uri, "name": registered_name, "version": None,
+                           "registered_uri": ""}
+    if registered_name:
+        version = str(mlflow.register_model(logged.model_uri, registered_name).version)
+        c = client(tracking_uri)
+        if alias:
+            c.set_registered_model_alias(registered_name, alias, version)
+        c.set_tag(run_id, "registered_model", f"{registered_name}/{version}")
+        out.update(version=version, registered_uri=f"models:/{registered_name}/{version}")
+    return out
+
+
+def load_encoder(uri: str, *, tracking_uri: str | None = None,
+                 map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load a trained encoder (eval mode) and what is known about it.
+
+    Args:
+        uri: ``models:/NAME/VERSION``, ``models:/NAME/latest`` (newest version), ``models:/NAME@alias``
+            (training sets ``@current``), ``runs:/RUN_ID/model``, a checkpoint directory
+            (holding model.json, encoder.pt) or a run directory ``<storage_path>/<name>`` (its newest checkpoint).
+        tracking_uri: MLflow store for ``models:/`` and ``runs:/`` URIs; default $MLFLOW_TRACKING_URI or the
+            local store ``sqlite:///out/mlflow.db``.
+        map_location: device for the weights.
+    Returns:
+        (encoder, info): the module maps preprocessed input (B, C, H, W) or (B, C, T) float32 to (B, D) float32;
+        info holds ``uri``, ``source`` ("mlflow" | "checkpoint"), ``run_id``, ``name``, ``version``, ``modality``,
+        ``encoder``, ``in_channels``, ``embed_dim``, ``input_size``, ``window_samples``, ``sample_shape``,
+        ``archive_url``, ``archive_fingerprint``, ``method``, ``epoch`` (those that were recorded).
+    """
+    if uri.startswith(("models:/", "runs:/")):
+        return _load_mlflow(uri, tracking_uri or resolve_tracking_uri(), map_location)
+    if "://" in uri and not uri.startswith("file://"):
+        raise TrackingError(f"cannot load an encoder from {uri!r}: use models:/NAME/VERSION, models:/NAME@alias, "
+                            "runs:/RUN_ID/model or a local checkpoint directory")
+    return _load_checkpoint(uri.removeprefix("file://"), map_location)
+
+
+def _load_mlflow(uri: str, tracking_uri: str, map_location: str | torch.device) -> tuple[nn.Module, dict]:
+    import mlflow
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    c = client(tracking_uri)
+    try:
+        model_info = mlflow.models.get_model_info(uri)
+        module = mlflow.pytorch.load_model(uri, map_location=map_location)
+    except (MlflowException, OSError) as exc:
+        raise TrackingError(f"cannot load model {uri!r} from tracking store {tracking_uri}: {exc}. "
+                            "List models with `mlflow models` / the MLflow UI, or runs with `spacessl runs`") from exc
+    info: dict[str, Any] = dict(model_info.metadata or {})
+    info.update(uri=uri, source="mlflow", run_id=model_info.run_id or info.get("mlflow_run_id", ""))
+    if uri.startswith("models:/"):
+        ref = uri[len("models:/"):]
+        name, _, rest = ref.partition("@") if "@" in ref else ref.partition("/")
+        if "@" in ref:
+            version = c.get_model_version_by_alias(name, rest).version
+        elif rest == "latest":
+            version = max(int(v.version) for v in c.search_model_versions(f"name='{name}'"))
+        else:
+            version = rest
+        info.update(name=name, version=str(version))
+    if not isinstance(module, nn.Module) or type(module).__name__.startswith("GraphModule"):
+        module = LoadedEncoder(module)
+    return module.eval(), info
+
+
+def _load_checkpoint(path: str, map_location: str | torch.device) -> tuple[nn.Module, dict]:
+    from spacessl.models.encoders import build_encoder
+    from spacessl.train.checkpoint import ENCODER_FILE, latest_checkpoint, read_info
+
+    ckpt = latest_checkpoint(path)
+    info = read_info(ckpt)
+    encoder = build_encoder(info["encoder"], modality=info["modality"], in_channels=int(info["in_channels"]),
+                            embed_dim=int(info["embed_dim"]))
+    encoder.load_state_dict(torch.load(ckpt / ENCODER_FILE, map_location=map_location, weights_only=True))
+    info.update(uri=str(ckpt), source="checkpoint", run_id=info.get("mlflow_run_id", ""))
+    return encoder.to(map_location).eval(), info
+
+
+# ------------------------------------------------------------------------------------------------- listing
+
+
+def list_runs(n: int = 20, *, tracking_uri: str | None = None, experiment: str | None = None) -> list[dict]:
+    """The ``n`` most recent runs (all experiments unless ``experiment``), newest first, each a dict with
+    run_id, name, experiment, status, start (ISO time), model (registered NAME/VERSION if any) and KEY_METRICS."""
+    import datetime as dt
+
+    tracking_uri = tracking_uri or resolve_tracking_uri()
+    c = client(tracking_uri)
+    if experiment:
+        exp = c.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        exps = {exp.experiment_id: exp.name}
+    else:
+        exps = {e.experiment_id: e.name for e in c.search_experiments()}
+    if not exps:
+        return []
+    runs = c.search_runs(list(exps), max_results=n, order_by=["attributes.start_time DESC"])
+    out = []
+    for run in runs:
+        m = run.data.metrics
+        row = {"run_id": run.info.run_id, "name": run.info.run_name, "experiment": exps.get(run.info.experiment_id),
+               "status": run.info.status,
+               "start": dt.datetime.fromtimestamp(run.info.start_time / 1000).isoformat(timespec="seconds"),
+               "model": run.data.tags.get("registered_model", "")}
+        for title, key in KEY_METRICS:
+            row[title] = m.get(key)
+        out.append(row)
+    return out

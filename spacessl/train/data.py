@@ -1,0 +1,126 @@
+"""Which archive rows each training worker reads: held-out chunks, per-epoch worker shares, equal step counts.
+
+Every worker opens the archive itself and reads only its own whole chunks (``Archive.shards``); nothing passes
+through the driver or Ray's object store. DDP needs every worker to take the same number of optimiser steps, so
+the steps of an epoch are set by the smallest worker share::
+
+    steps = min over ranks r of  rows(r) // local_batch       (capped by max_steps_per_epoch)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from spacessl.archive import Archive, Batch
+from spacessl.errors import ConfigError
+
+
+def has_labels(archive: Archive) -> bool:
+    """True when the archive declares label names (kNN monitoring is possible)."""
+    return bool(archive.label_names)
+
+
+def holdout_chunks(archive: Archive, fraction: float, seed: int = 0) -> list[int]:
+    """Chunks held out of training for kNN monitoring: ``round(fraction · num_chunks)`` (at least one) chunks
+    picked by a seeded permutation; none when the archive has no labels, ``fraction`` is 0 or it has one chunk."""
+    if fraction <= 0.0 or not has_labels(archive) or archive.num_chunks < 2:
+        return []
+    count = min(archive.num_chunks - 1, max(1, round(fraction * archive.num_chunks)))
+    order = np.random.default_rng([seed, 7919]).permutation(archive.num_chunks)
+    return sorted(int(c) for c in order[:count])
+
+
+def train_chunks(archive: Archive, holdout: list[int]) -> list[int]:
+    """All chunks that are not held out, ascending."""
+    held = set(holdout)
+    return [c for c in range(archive.num_chunks) if c not in held]
+
+
+def rows_in(archive: Archive, chunks: list[int]) -> int:
+    """Number of rows in the given chunks."""
+    total = 0
+    for c in chunks:
+        start, stop = archive.chunk_range(c)
+        total += stop - start
+    return total
+
+
+def local_batch_size(global_batch: int, world_size: int) -> int:
+    """Per-worker batch of a global batch split evenly; ConfigError when it does not divide."""
+    if global_batch % world_size:
+        raise ConfigError(
+            f"train.batch_size={global_batch} does not split evenly over runtime.num_workers={world_size}; "
+            f"use a multiple of {world_size}")
+    return global_batch // world_size
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """What one worker reads in one epoch.
+
+    Attributes:
+        chunks: this worker's chunk indices, in reading order.
+        steps: optimiser steps every worker takes this epoch.
+        rows_per_worker: rows available to each rank (rank order).
+    """
+
+    chunks: list[int]
+    steps: int
+    rows_per_worker: list[int]
+
+
+def plan_epoch(archive: Archive, pool: list[int], *, world_size: int, rank: int, epoch: int, seed: int,
+               local_batch: int, max_steps: int | None = None) -> EpochPlan:
+    """This worker's chunks for ``epoch`` and the common step count (from the smallest worker share)."""
+    shares = [archive.shards(world_size, r, epoch=epoch, seed=seed, chunks=pool) for r in range(world_size)]
+    rows = [rows_in(archive, s) for s in shares]
+    steps = min(rows) // local_batch
+    if steps < 1:
+        raise ConfigError(
+            f"archive {archive.url} is too small for this run: the smallest worker share is {min(rows)} rows "
+            f"({len(pool)} training chunks of {archive.chunk_size} over {world_size} workers) but the local batch "
+            f"is {local_batch}; lower train.batch_size or runtime.num_workers, or write the archive with a "
+            "smaller chunk_size")
+    if max_steps is not None:
+        steps = min(steps, max_steps)
+    return EpochPlan(chunks=shares[rank], steps=steps, rows_per_worker=rows)
+
+
+def epoch_batches(archive: Archive, plan: EpochPlan, *, local_batch: int, seed: int, prefetch: int = 2,
+                  buffer_chunks: int = 2) -> Iterator[Batch]:
+    """Exactly ``plan.steps`` shuffled full batches of this worker's chunks (re-reading them if ever short)."""
+    produced = 0
+    attempt = 0
+    while produced < plan.steps:
+        stream = archive.stream(plan.chunks, batch_size=local_batch, shuffle=True, seed=seed + 104729 * attempt,
+                                prefetch=prefetch, buffer_chunks=buffer_chunks, drop_last=True, fields=())
+        try:
+            for batch in stream:
+                yield batch
+                produced += 1
+                if produced >= plan.steps:
+                    break
+        finally:
+            stream.close()
+        attempt += 1
+
+
+def read_rows(archive: Archive, chunks: list[int], max_rows: int) -> Batch:
+    """The first ``max_rows`` rows of ``chunks`` (in the given order) with labels: a kNN bank or query set."""
+    parts: list[Batch] = []
+    have = 0
+    for c in chunks:
+        if have >= max_rows:
+            break
+        start, stop = archive.chunk_range(c)
+        stop = min(stop, start + max_rows - have)
+        parts.append(archive.read(start, stop, fields=["label"]))
+        have += stop - start
+    if not parts:
+        return Batch(np.empty((0, *archive.sample_shape), archive.dtype), np.empty(0, np.int64),
+                     {"label": np.empty(0, np.int16)})
+    return Batch(np.concatenate([p.samples for p in parts]), np.concatenate([p.ids for p in parts]),
+                 {"label": np.concatenate([p.meta["label"] for p in parts])})

@@ -1,0 +1,132 @@
+"""End to end on Ray Train: a real MLflow server receives params, metrics and a registered model; a run killed
+with SIGKILL resumes from its last checkpointed epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.train.tiny import tiny_config, write_tiny_images
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_archive(tmp_path_factory) -> str:
+    return write_tiny_images(tmp_path_factory.mktemp("tiny") / "tiny.zarr")
+
+
+def test_mlflow_server_receives_params_metrics_and_registered_model(ray_cluster, mlflow_server, tiny_archive,
+                                                                    tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from spacessl.tracking import list_runs, load_encoder
+    from spacessl.train.run import RunExistsError, train
+
+    cfg = tiny_config(tiny_archive, tmp_path, f"tracking.uri={mlflow_server}")
+    result = train(cfg)
+
+    c = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    run = c.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["train.batch_size"] == "16" and params["model.method"] == "simclr"
+    assert params["data.archive"] == tiny_archive and params["derived.lr_effective"] == str(0.3 * 16 / 256)
+    tags = run.data.tags
+    assert tags["archive_url"] == tiny_archive and len(tags["archive_fingerprint"]) == 16 and tags["git_commit"]
+    artifacts = {a.path for a in c.list_artifacts(result.mlflow_run_id)}
+    assert {"config.yaml", "augment.txt"} <= artifacts
+    # per-step metrics every step, per-epoch metrics every epoch, the random-init baseline once
+    assert [m.step for m in c.get_metric_history(result.mlflow_run_id, "loss")] == list(range(1, 7))
+    for key in ("lr", "samples_per_s"):
+        assert len(c.get_metric_history(result.mlflow_run_id, key)) == 6
+    for key in ("epoch_loss", "embedding_std", "collapse", "knn_acc"):
+        assert [m.step for m in c.get_metric_history(result.mlflow_run_id, key)] == [0, 1], key
+    assert len(c.get_metric_history(result.mlflow_run_id, "knn_acc_init")) == 1
+    assert 0.0 <= run.data.metrics["knn_acc"] <= 1.0
+
+    # registered, aliased and linked to the run
+    version = c.get_model_version("tiny-encoder", result.version)
+    assert version.run_id == result.mlflow_run_id
+    assert c.get_model_version_by_alias("tiny-encoder", "current").version == result.version
+    assert result.model_uri == f"models:/tiny-encoder/{result.version}"
+
+    x = torch.rand(3, 1, 32, 32)
+    from_ckpt, info_ckpt = load_encoder(result.checkpoint_path)
+    with torch.no_grad():
+        ref = from_ckpt(x)
+    for uri in (result.model_uri, "models:/tiny-encoder@current", "models:/tiny-encoder/latest",
+                f"runs:/{result.mlflow_run_id}/model"):
+        encoder, info = load_encoder(uri, tracking_uri=mlflow_server)
+        with torch.no_grad():
+            out = encoder.eval()(x)
+        assert out.shape == (3, 512)
+        np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=1e-4, rtol=1e-4)
+        assert info["run_id"] == result.mlflow_run_id and info["modality"] == "image"
+        assert info["input_shape"] == [1, 32, 32] and info["archive_url"] == tiny_archive
+    assert info_ckpt["epoch"] == 1 and info_ckpt["source"] == "checkpoint"
+
+    rows = list_runs(5, tracking_uri=mlflow_server, experiment="tests")
+    assert rows[0]["run_id"] == result.mlflow_run_id and rows[0]["model"] == f"tiny-encoder/{result.version}"
+    assert rows[0]["knn_acc"] == run.data.metrics["knn_acc"]
+
+    with pytest.raises(RunExistsError, match="--resume"):
+        train(cfg)
+
+
+def _checkpoint_epochs(run_dir: Path) -> list[int]:
+    return sorted(json.loads(p.read_text())["epoch"] for p in run_dir.glob("checkpoint_*/model.json"))
+
+
+def test_killed_run_resumes_from_last_epoch(ray_cluster, tiny_archive, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from spacessl.train.run import train
+
+    epochs = 4
+    overrides = [f"train.epochs={epochs}", "train.max_steps_per_epoch=4", "tracking.register_model=false",
+                 f"runtime.ray_address={ray_cluster.get_runtime_context().gcs_address}"]
+    cfg = tiny_config(tiny_archive, tmp_path, *overrides)
+    run_dir = tmp_path / "runs" / "tiny"
+    config_path = tmp_path / "config.yaml"
+    from spacessl.config import save_config
+    save_config(cfg, config_path)
+
+    # a separate driver process, killed hard as soon as its first epoch checkpoint is on disk
+    log = open(tmp_path / "driver.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from spacessl.cli import main; sys.exit(main())",
+                             "train", "--config", str(config_path)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while not (run_dir / "checkpoint_manager_snapshot.json").exists():
+        assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+        assert time.time() < deadline, "no checkpoint within 10 minutes"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    log.close()
+    snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    last_epoch = snapshot["latest_checkpoint_result"]["metrics"]["epoch"]
+    assert last_epoch < epochs - 1, "the run finished before it could be killed; make the epochs longer"
+
+    result = train(cfg, resume=True)
+    assert result.summary["start_epoch"] == last_epoch + 1  # continued after the last finished epoch
+    assert [e["epoch"] for e in result.summary["epochs"]] == list(range(last_epoch + 1, epochs))
+    assert result.metrics["epoch"] == epochs - 1 and result.metrics["global_step"] == epochs * 4
+    assert _checkpoint_epochs(run_dir)[-1] == epochs - 1
+    # the same MLflow run carries on: every epoch logged, the killed epoch at most twice
+    state = json.loads((run_dir / "spacessl_run.json").read_text())
+    assert state["mlflow_run_id"] == result.mlflow_run_id
+    c = MlflowClient(tracking_uri=result.tracking_uri)
+    steps = [m.step for m in c.get_metric_history(result.mlflow_run_id, "epoch_loss")]
+    assert sorted(set(steps)) == list(range(epochs))
+    assert c.get_run(result.mlflow_run_id).info.status == "FINISHED"
