@@ -65,6 +65,7 @@ class EmbedReport:
     workers: int
     device: str
     threads_per_worker: int
+    startup_s: float = 0.0  #: from the call until the first actor had loaded the model
     attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -236,6 +237,7 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
                                                 batch_size=batch_size, device=device, threads=threads)
                   for _ in range(n_actors)]
         desc = ray.get(actors[0].describe.remote())
+        startup_s = time.perf_counter() - t0
         attrs = {"model_uri": model_uri, "run_id": desc["run_id"], "archive_url": archive_url,
                  "archive_fingerprint": archive.fingerprint(), "model_info": desc["info"]}
         writer = EmbeddingsWriter(out_url, n=archive.n, dim=int(desc["dim"]), dtype=dtype,
@@ -271,7 +273,7 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
         return EmbedReport(url=out_url, n=archive.n, dim=int(desc["dim"]), dtype=dtype,
                            num_shards=archive.num_shards, shards_skipped=len(done), shards_embedded=len(todo),
                            samples_embedded=embedded, seconds=time.perf_counter() - t0, workers=n_actors,
-                           device=device, threads_per_worker=threads, attrs=attrs)
+                           device=device, threads_per_worker=threads, startup_s=startup_s, attrs=attrs)
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)

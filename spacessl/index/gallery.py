@@ -68,13 +68,13 @@ def draw(result: Any, archive: Any, path: str | Path, *, columns: int = 5) -> Pa
     C = archive.sample_shape[0]
     cols = max(1, min(columns, len(tiles)))
     rows = math.ceil(len(tiles) / cols)
-    tile_w, tile_h = (3.2, 0.7 + 0.55 * C) if waveform else (2.4, 2.9)
-    fig = plt.figure(figsize=(cols * tile_w, rows * tile_h), dpi=100)
+    tile_w, tile_h = (3.2, 0.9 + 0.6 * C) if waveform else (2.4, 2.9)
+    fig = plt.figure(figsize=(cols * tile_w, rows * tile_h), dpi=100, layout="constrained")
     rate = float(archive.attrs.get("sampling_rate_hz") or 1.0)
-    outer = fig.add_gridspec(rows, cols, hspace=0.9, wspace=0.15) if waveform else None
+    outer = fig.add_gridspec(rows, cols) if waveform else None
     for i, (sample, caption) in enumerate(tiles):
         if waveform:
-            sub = outer[i // cols, i % cols].subgridspec(C, 1, hspace=0.05)
+            sub = outer[i // cols, i % cols].subgridspec(C, 1, hspace=0.0)
             axes = [fig.add_subplot(sub[c, 0]) for c in range(C)]
             for c, ax in enumerate(axes):
                 if sample is None:
@@ -84,6 +84,8 @@ def draw(result: Any, archive: Any, path: str | Path, *, columns: int = 5) -> Pa
                 ax.set_ylabel(archive.channels[c], fontsize=6, rotation=0, labelpad=6)
                 if c < C - 1:
                     ax.set_xticklabels([])
+                else:
+                    ax.set_xlabel("s", fontsize=6, labelpad=1)
             axes[0].set_title(caption, fontsize=6.5, color="tab:red" if i == 0 else "k")
             if sample is None:
                 axes[C // 2].text(0.5, 0.5, "(vector query)", ha="center", va="center", fontsize=8,
@@ -100,8 +102,6 @@ def draw(result: Any, archive: Any, path: str | Path, *, columns: int = 5) -> Pa
                         spine.set_edgecolor("tab:red")
                         spine.set_linewidth(2.5)
             ax.set_title(caption, fontsize=7, color="tab:red" if i == 0 else "k")
-    if not waveform:
-        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")

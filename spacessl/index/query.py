@@ -156,7 +156,7 @@ class QueryResult:
             head += f", {q['source']}"
         if not rows:
             lines.append("(no sample passes the filters)")
-        return head + "\n" + "\n".join(lines)
+        return head + "\n" + "\n".join(line.rstrip() for line in lines)
 
     def gallery(self, path: str | Path, *, columns: int = 5) -> Path:
         """Draw the query beside its neighbours into ``path`` (PNG); see :func:`spacessl.index.gallery.draw`."""
@@ -271,8 +271,7 @@ def query(index_dir: Any, *, id: int | None = None, file: str | Path | None = No
     manifest = dict(getattr(index, "manifest", {}) or {})
     emb = open_embeddings(manifest["embeddings_url"])
     archive = emb.archive()
-    index_name = str(getattr(index, "path", "") or getattr(index, "directory", "") or index_dir) \
-        if isinstance(index_dir, ShardedIndex) else str(index_dir)
+    index_name = str(getattr(index, "index_dir", index_dir))
     label_code = _label_code(archive, label)
 
     q: dict[str, Any] = {"kind": given[0], "index": index_name, "k": int(k), "since": iso_utc(since_ns),

@@ -1,0 +1,84 @@
+"""The bulk embedding job: complete, normalised, resumable with a bit-identical result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from spacessl.embed.job import EmbedJobError, embed_archive, plan_workers
+from tests.embed.fixtures import make_image_archive, save_tiny_encoder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _done(url: Path) -> int:
+    d = url / "done"
+    return len(os.listdir(d)) if d.is_dir() else 0
+
+
+def _read(url: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    g = zarr.open_group(str(url), mode="r")
+    return g["vectors"][:], g["ids"][:], dict(g.attrs)
+
+
+def test_plan_workers():
+    assert plan_workers(10, cpus=2, gpus=0, workers=None) == ("cpu", 1, 2)
+    assert plan_workers(10, cpus=16, gpus=0, workers=None) == ("cpu", 4, 4)
+    assert plan_workers(10, cpus=2, gpus=0, workers=2) == ("cpu", 2, 1)
+    assert plan_workers(10, cpus=32, gpus=4, workers=None) == ("cuda", 4, 1)
+    assert plan_workers(2, cpus=32, gpus=4, workers=None) == ("cuda", 2, 1)
+    with pytest.raises(EmbedJobError):
+        plan_workers(10, cpus=2, gpus=0, workers=0)
+
+
+def test_kill_and_resume_is_identical(ray_cluster, tmp_path):
+    """SIGKILL the job partway, rerun it: finished shards are skipped and the vectors equal an uninterrupted run's
+    bit for bit."""
+    archive = make_image_archive(tmp_path / "a.zarr", n=384, size=64, chunk_size=16, shard_chunks=2)  # 12 shards
+    ckpt = save_tiny_encoder(tmp_path / "ckpt")
+    ref_url, out_url = tmp_path / "ref.zarr", tmp_path / "out.zarr"
+
+    ref = embed_archive(ckpt, archive, str(ref_url), batch_size=16, progress=False)
+    assert ref.shards_embedded == ref.num_shards == 12 and ref.samples_embedded == 384
+    vectors, ids, attrs = _read(ref_url)
+    assert vectors.shape == (384, 32) and vectors.dtype == np.float32
+    np.testing.assert_array_equal(ids, np.arange(384))
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert attrs["complete"] and attrs["dim"] == 32 and attrs["dtype"] == "float32"
+    assert attrs["model_uri"] == ckpt and attrs["run_id"] == "0123456789abcdef"
+    assert attrs["archive_url"] == archive and len(attrs["archive_fingerprint"]) == 16
+
+    # the same job as a separate driver on the same cluster, killed after a few shards
+    address = ray_cluster.get_runtime_context().gcs_address
+    proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "embed.py"), "--model", ckpt, "--archive", archive,
+                             "--out", str(out_url), "--batch", "16", "--ray-address", address, "--no-progress"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while _done(out_url) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    err = proc.stderr.read().decode()
+    killed_at = _done(out_url)
+    assert 1 <= killed_at < 12, f"job not killed partway (done={killed_at}); stderr: {err[-2000:]}"
+    assert not zarr.open_group(str(out_url), mode="r").attrs.get("complete")
+    time.sleep(2.0)  # let Ray reap the dead driver's actors
+
+    resumed = embed_archive(ckpt, archive, str(out_url), batch_size=16, progress=False)
+    assert resumed.shards_skipped >= killed_at and resumed.shards_skipped + resumed.shards_embedded == 12
+    got, got_ids, got_attrs = _read(out_url)
+    assert got_attrs["complete"]
+    np.testing.assert_array_equal(got_ids, ids)
+    assert got.tobytes() == vectors.tobytes()
+
+    # a complete store is not replaced unless asked
+    with pytest.raises(Exception, match="(?i)exist|complete|overwrite"):
+        embed_archive(ckpt, archive, str(out_url), batch_size=16, progress=False)
