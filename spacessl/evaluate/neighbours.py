@@ -47,17 +47,11 @@ def index_search(index_dir: str, **search_kwargs: Any) -> tuple[NeighbourSearch,
 
     def search(queries: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
         dist, ids = index.search(l2_normalize(queries), int(width), **search_kwargs)
-        return to_similarity(np.asarray(dist, dtype=np.float32), index), np.asarray(ids, dtype=np.int64)
+        return to_similarity(np.asarray(dist, dtype=np.float32)), np.asarray(ids, dtype=np.int64)
 
     return search, index
 
 
-def to_similarity(dist: np.ndarray, index: Any) -> np.ndarray:
-    """Cosine similarity from the index's reported distances (``1 - cos`` unless the index says it reports
-    similarities or squared L2)."""
-    kind = str((getattr(index, "manifest", {}) or {}).get("distance", "cosine"))
-    if kind in ("ip", "inner_product", "similarity"):
-        return dist
-    if kind in ("l2", "squared_l2"):
-        return 1.0 - dist / 2.0
-    return 1.0 - dist
+def to_similarity(dist: np.ndarray) -> np.ndarray:
+    """Cosine similarity from the index's cosine distances ``1 - cos`` (+inf for a missing result → -inf)."""
+    return (1.0 - dist).astype(np.float32)

@@ -5,9 +5,10 @@ index, or an exact search over a small embeddings set); a sample's score is its 
 seed of a class, and it becomes a candidate of that class when the score reaches the class's threshold:
 
 - ``threshold`` given: that cosine similarity for every class;
-- else, from the seeds' mutual similarity: ``min over seeds i of max over other seeds j of cos(s_i, s_j)``,
-  the loosest similarity at which every seed still has a fellow seed; a sample at least that close to a seed is
-  as alike to it as the seeds are to each other. A class with a single seed needs ``threshold``.
+- else, from the seeds' mutual similarity: the median over seeds i of ``max over other seeds j of cos(s_i, s_j)``,
+  how close a typical seed's nearest fellow seed is; a sample at least that close to a seed is as alike to it as
+  the seeds are to each other. The median (not the minimum) keeps one odd seed from opening the gate to
+  everything. A class with a single seed needs ``threshold``.
 
 The search widens (×4) until every seed's last result falls below the threshold or ``max_candidates`` is
 reached. A sample that passes for several classes goes to the class it is most similar to; seeds themselves are
@@ -59,18 +60,18 @@ def read_seeds(path: str | Path) -> pd.DataFrame:
 
 
 def mutual_threshold(seeds: np.ndarray) -> float:
-    """``min_i max_{j≠i} cos(s_i, s_j)`` of seed vectors (m, D), m >= 2."""
+    """``median_i max_{j≠i} cos(s_i, s_j)`` of seed vectors (m, D), m >= 2."""
     s = l2_normalize(seeds)
     sim = s @ s.T
     np.fill_diagonal(sim, -np.inf)
-    return float(sim.max(axis=1).min())
+    return float(np.median(sim.max(axis=1)))
 
 
 def search_above(search: NeighbourSearch, queries: np.ndarray, threshold: float, *, start: int = 1024,
                  max_candidates: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbours of every query with similarity >= ``threshold``, widening the search until the last result of
-    each query falls below it. Returns flat (ids (M,), query index (M,), similarity (M,)) as a tuple of
-    (ids, sims) arrays of shape (B, w)."""
+    """Search ``queries`` (B, D) wide enough to hold every neighbour with similarity >= ``threshold``: the width
+    grows ×4 until each query's last result falls below it (or ``max_candidates``). Returns (sims (B, w),
+    ids (B, w)), best first."""
     width = max(1, min(start, max_candidates))
     while True:
         sims, ids = search(queries, width)

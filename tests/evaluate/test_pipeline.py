@@ -1,0 +1,149 @@
+"""End to end on small synthetic archives: evaluate (+ MLflow), cluster, outliers, propagate, map, CLI."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from spacessl.archive import open_archive
+from spacessl.cli import main
+from spacessl.evaluate.catalog import read_catalog
+
+
+def test_evaluate_with_baselines_and_mlflow(seismic_set, tmp_path, capsys):
+    _, emb = seismic_set
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    rc = main(["evaluate", emb, "--split", "grouped", "--json", "--tracking-uri", uri, "--max-samples", "300"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out)[:5] == ["ssl", "raw", "random_init", "split", "n"]
+    assert out["split"] == "grouped" and out["n"] == 300 and out["groups_on_both_sides"] == 0
+    for name in ("ssl", "raw", "random_init"):
+        assert set(out[name]) == {"knn_acc", "linear_acc", "kmeans_acc", "nmi", "ari"}
+    assert out["ssl"]["knn_acc"] > 0.6  # log spectra separate the classes; chance is 0.2
+    conf = np.array(out["confusion"]["ssl"]["knn"])
+    assert conf.shape == (5, 5) and conf.sum() == out["n_test"]
+    # no run id in the store's attributes: a linked evaluation run holds the metrics
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(uri).get_run(out["mlflow"]["run_id"])
+    assert out["mlflow"]["mode"] == "linked-run" and run.data.tags["spacessl.kind"] == "evaluation"
+    assert run.data.metrics["eval_grouped_ssl_knn_acc"] == pytest.approx(out["ssl"]["knn_acc"])
+    assert "eval_grouped_random_init_ari" in run.data.metrics
+
+
+def test_evaluate_logs_into_the_model_run(seismic_set, tmp_path):
+    from spacessl import tracking
+    from spacessl.evaluate.report import evaluate_embeddings, format_table, log_evaluation
+
+    _, emb = seismic_set
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_id = tracking.create_run(uri, "spacessl", "model")
+    result = evaluate_embeddings(emb, split="random", max_samples=200, baselines=False)
+    result["run_id"] = run_id
+    logged = log_evaluation(result, tracking_uri=uri)
+    assert logged == {"tracking_uri": uri, "run_id": run_id, "mode": "model-run"}
+    from mlflow.tracking import MlflowClient
+
+    assert "eval_random_ssl_kmeans_acc" in MlflowClient(uri).get_run(run_id).data.metrics
+    table = format_table(result)
+    assert "split=random" in table and "icequake" in table
+
+
+def test_cluster_catalog_and_montages(aurora_set, tmp_path, capsys):
+    _, emb = aurora_set
+    out = tmp_path / "catalog"
+    assert main(["cluster", emb, "--k", "4", "--out", str(out), "--nearest", "4", "--random", "4"]) == 0
+    csv, parquet = read_catalog(out / "catalog.csv"), read_catalog(out / "catalog.parquet")
+    assert list(csv.columns) == ["id", "time", "source", "origin", "label", "cluster", "distance", "rank"]
+    assert len(csv) == 256 and sorted(csv["id"]) == list(range(256)) and csv["cluster"].nunique() == 4
+    pd.testing.assert_frame_equal(csv, parquet, check_dtype=False)
+    for _, g in csv.groupby("cluster"):
+        assert g["rank"].tolist() == list(range(len(g))) and g["distance"].is_monotonic_increasing
+    montages = sorted((out / "montages").glob("cluster_*.png"))
+    assert len(montages) == 4
+    for p in [*montages, out / "clusters_over_time.png"]:
+        with Image.open(p) as im:
+            assert im.format == "PNG" and min(im.size) > 100 and np.asarray(im.convert("L")).std() > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["k"] == 4 and sum(summary["sizes"]) == 256
+    with pytest.raises(Exception, match="overwrite"):
+        from spacessl.evaluate.cluster import cluster_embeddings
+
+        cluster_embeddings(emb, out, k=4)
+
+
+def test_cluster_k_auto_says_why(seismic_set, tmp_path):
+    from spacessl.evaluate.cluster import cluster_embeddings
+
+    report = cluster_embeddings(seismic_set[1], tmp_path / "c", k="auto", k_range=range(2, 7), montage_nearest=2,
+                                montage_random=2)
+    assert 2 <= report.k <= 6 and "silhouette" in report.k_reason and len(report.k_scores) == 5
+
+
+def test_outliers_cli(seismic_set, tmp_path, capsys):
+    _, emb = seismic_set
+    out = tmp_path / "outliers"
+    assert main(["outliers", emb, "--top", "20", "--k", "5", "--out", str(out), "--montage", "8"]) == 0
+    ranked = read_catalog(out / "outliers.csv")
+    assert len(ranked) == 20 and ranked["score"].is_monotonic_decreasing and ranked["rank"].tolist() == list(range(20))
+    with Image.open(out / "outliers.png") as im:
+        assert im.format == "PNG"
+
+
+def test_propagate_catalog_and_quakeml(seismic_set, tmp_path):
+    from spacessl.evaluate.quakeml import read_quakeml
+
+    archive_url, emb = seismic_set
+    a = open_archive(archive_url)
+    labels = a.meta("label").compute()
+    ice = np.flatnonzero(labels == a.label_names.index("earthquake"))[:5]
+    seeds = tmp_path / "seeds.csv"
+    pd.DataFrame({"id": ice, "label": "earthquake"}).to_csv(seeds, index=False)
+    out = tmp_path / "prop"
+    assert main(["propagate", "--seeds", str(seeds), "--embeddings", emb, "--out", str(out)]) == 0
+    cat = read_catalog(out / "candidates.csv")
+    assert len(cat) > 5 and not set(cat["id"]) & set(ice.tolist())
+    assert (cat["class"] == "earthquake").all() and cat["score"].is_monotonic_decreasing
+    assert (cat["label"] == "earthquake").mean() > 0.8  # the log spectra separate earthquakes well
+    q = read_quakeml(out / "candidates.xml")
+    assert q["id"].tolist() == cat["id"].tolist() and set(q["event_type"]) == {"earthquake"}
+    assert (q["time"] - cat["time"]).abs().max() < pd.Timedelta(microseconds=1)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sample\n3\n")
+    assert main(["propagate", "--seeds", str(bad), "--embeddings", emb, "--out", str(out)]) == 2
+
+
+def test_map_png_and_self_contained_html(aurora_set, tmp_path):
+    _, emb = aurora_set
+    png = tmp_path / "map.png"
+    assert main(["map", emb, "--out", str(png), "--color", "cluster", "--sample", "120", "--thumbnails", "50"]) == 0
+    with Image.open(png) as im:
+        assert im.format == "PNG"
+    page = png.with_suffix(".html").read_text()
+    assert page.count("<circle") == 120 and page.count("iVBORw0KGgo") == 50  # base64 PNG thumbnails
+    assert "<script src" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_index_search_matches_exact(seismic_set, tmp_path):
+    from spacessl.evaluate.outliers import find_outliers
+    from spacessl.evaluate.propagate import propagate
+    from spacessl.index.build import build_index
+
+    archive_url, emb = seismic_set
+    idx = tmp_path / "idx"
+    build_index(emb, idx, kind="flat", progress=False, workers=1)
+    exact = find_outliers(emb, tmp_path / "exact", top=15, k=5, montage_n=2)
+    through = find_outliers(emb, tmp_path / "index", top=15, k=5, montage_n=2, index_dir=str(idx))
+    assert through.mode == "index" and exact.mode == "exact"
+    a, b = read_catalog(exact.files["csv"]), read_catalog(through.files["csv"])
+    assert a["id"].tolist() == b["id"].tolist()
+    np.testing.assert_allclose(a["score"], b["score"], atol=1e-5)
+    labels = open_archive(archive_url).meta("label").compute()
+    seeds = tmp_path / "seeds.csv"
+    pd.DataFrame({"id": np.flatnonzero(labels == 1)[:4]}).to_csv(seeds, index=False)
+    p1 = propagate(seeds, tmp_path / "p1", embeddings=emb)
+    p2 = propagate(seeds, tmp_path / "p2", index_dir=str(idx))
+    assert p1.counts == p2.counts and p1.thresholds == pytest.approx(p2.thresholds)
