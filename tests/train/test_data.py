@@ -1,0 +1,54 @@
+"""Worker shares of an epoch: held-out chunks never trained on, disjoint shares, equal step counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from spacessl.archive import open_archive
+from spacessl.errors import ConfigError
+from spacessl.train import data as tdata
+from tests.train.tiny import write_tiny_images
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    # 200 rows in chunks of 32: 7 chunks, the last one 8 rows
+    return open_archive(write_tiny_images(tmp_path_factory.mktemp("d") / "a.zarr", n=200, size=16))
+
+
+def test_holdout_is_deterministic_and_excluded(archive):
+    held = tdata.holdout_chunks(archive, 0.3, seed=1)
+    assert held == tdata.holdout_chunks(archive, 0.3, seed=1) and len(held) == 2
+    pool = tdata.train_chunks(archive, held)
+    assert sorted(pool + held) == list(range(archive.num_chunks))
+    assert tdata.holdout_chunks(archive, 0.0) == []
+
+
+def test_shares_are_disjoint_with_equal_steps(archive):
+    held = tdata.holdout_chunks(archive, 0.2, seed=0)
+    pool = tdata.train_chunks(archive, held)
+    for epoch in range(3):
+        plans = [tdata.plan_epoch(archive, pool, world_size=2, rank=r, epoch=epoch, seed=0, local_batch=8)
+                 for r in range(2)]
+        assert plans[0].steps == plans[1].steps == min(plans[0].rows_per_worker) // 8
+        assert not set(plans[0].chunks) & set(plans[1].chunks)
+        assert sorted(plans[0].chunks + plans[1].chunks) == pool
+        batches = list(tdata.epoch_batches(archive, plans[1], local_batch=8, seed=epoch))
+        assert len(batches) == plans[1].steps and all(len(b) == 8 for b in batches)
+        allowed = {i for c in plans[1].chunks for i in range(*archive.chunk_range(c))}
+        assert all(set(b.ids.tolist()) <= allowed for b in batches)
+    capped = tdata.plan_epoch(archive, pool, world_size=1, rank=0, epoch=0, seed=0, local_batch=8, max_steps=2)
+    assert capped.steps == 2
+
+
+def test_batch_must_split_and_fit(archive):
+    assert tdata.local_batch_size(64, 4) == 16
+    with pytest.raises(ConfigError, match="multiple of 3"):
+        tdata.local_batch_size(64, 3)
+    with pytest.raises(ConfigError, match="too small"):
+        tdata.plan_epoch(archive, [0], world_size=1, rank=0, epoch=0, seed=0, local_batch=64)
+
+
+def test_read_rows_caps_and_keeps_labels(archive):
+    rows = tdata.read_rows(archive, [2, 0], 40)
+    assert len(rows.ids) == 40 and rows.ids[0] == 64 and len(rows.meta["label"]) == 40
