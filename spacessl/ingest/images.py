@@ -20,6 +20,7 @@ grey or colour) becomes one sample of shape (C, size, size):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -128,6 +129,13 @@ def ingest_images(src_dir: str, out: str, *, labels_csv: str | None = None, size
     return report
 
 
+def inputs_fingerprint(names: Sequence[str]) -> dict[str, Any]:
+    """Attributes that pin the input list: resuming over a folder whose files changed is refused by the writer
+    (it compares them) instead of silently mixing two lists."""
+    digest = hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest()
+    return {"n_inputs": len(names), "inputs_sha256": digest}
+
+
 def _batches(inputs: Sequence[ImageInput], start: int, n: int) -> Iterator[list[tuple[int, str, int | None]]]:
     for b in range(start, len(inputs), n):
         yield [(i, inputs[i].path, inputs[i].time_ns) for i in range(b, min(b + n, len(inputs)))]
@@ -158,7 +166,8 @@ def write_image_archive(inputs: Sequence[ImageInput], out: str, *, size: int = 2
     spec = DecodeSpec(size=int(size), channels=ch, dtype=dtype, fit=fit)
     fields = {"time_from": "str", **(extra_meta or {})}
     all_attrs = {"image_size_px": int(size), "fit": fit, "resample": "bilinear",
-                 "bit_depth": 16 if dtype == "uint16" else 8, **(attrs or {})}
+                 "bit_depth": 16 if dtype == "uint16" else 8, **(attrs or {}),
+                 **inputs_fingerprint([inp.origin for inp in inputs])}
     writer = ArchiveWriter(out, modality="image", sample_shape=spec.sample_shape, dtype=dtype, units="DN",
                            channels=CHANNEL_NAMES[ch], label_names=list(label_names) if label_names else None,
                            chunk_size=chunk_size, shard_chunks=shard_chunks, extra_meta=fields, attrs=all_attrs,

@@ -173,7 +173,7 @@ def ingest_themis(sources: Sequence[str] | str, out: str, *, size: int = NATIVE_
         progress: progress bar (files and frames) with rate and ETA.
     """
     from spacessl.archive.writer import ArchiveWriter
-    from spacessl.ingest.images import COMPRESSION_LEVEL
+    from spacessl.ingest.images import COMPRESSION_LEVEL, inputs_fingerprint
 
     files = find_themis_files([sources] if isinstance(sources, str) else list(sources))
     if not files:
@@ -182,7 +182,8 @@ def ingest_themis(sources: Sequence[str] | str, out: str, *, size: int = NATIVE_
     writer = ArchiveWriter(out, modality="image", sample_shape=(1, size, size), dtype="uint16", units="counts",
                            channels=["gray"], chunk_size=chunk_size, shard_chunks=shard_chunks,
                            extra_meta={"frame_index": "int32"},
-                           attrs={"ingest": "themis", "image_size_px": int(size), "instrument": "THEMIS ASI"},
+                           attrs={"ingest": "themis", "image_size_px": int(size), "instrument": "THEMIS ASI",
+                                  **inputs_fingerprint([os.path.basename(f) for f in files])},
                            overwrite=overwrite, compression_level=COMPRESSION_LEVEL)
     start = writer.resume_from
     n_workers = default_workers() if workers is None else int(workers)

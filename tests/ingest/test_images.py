@@ -313,3 +313,31 @@ def test_kill_and_resume_gives_identical_archive(tmp_path):
     assert_same_archive(ref, out)
     a = open_archive(str(out))
     assert a.n == 79 and a.complete and len(_rejects(tmp_path / "out.rejects.csv")) == 3
+
+
+def test_resume_over_a_changed_folder_is_refused(tmp_path, monkeypatch):
+    from spacessl.archive.writer import ArchiveWriter
+
+    src = tmp_path / "src"
+    grey_folder(src, n_per_cam=10, size=(16, 16))
+    append = ArchiveWriter.append
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise KeyboardInterrupt
+        return append(self, *args, **kwargs)
+
+    monkeypatch.setattr(ArchiveWriter, "append", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_images(str(src), str(tmp_path / "a.zarr"), size=8, chunk_size=4, workers=0, progress=False)
+    monkeypatch.setattr(ArchiveWriter, "append", append)
+    save(src / "camA" / "frame_20210203_095900.png", grey8(999, (16, 16)))      # sorts first: indices shift
+    with pytest.raises(ArchiveExistsError, match="inputs_sha256"):
+        ingest_images(str(src), str(tmp_path / "a.zarr"), size=8, chunk_size=4, workers=0, progress=False)
+    (src / "camA" / "frame_20210203_095900.png").unlink()
+    report = ingest_images(str(src), str(tmp_path / "a.zarr"), size=8, chunk_size=4, workers=0, progress=False)
+    assert report.resumed_from in (7, 8) and report.n_samples == 20      # 2 chunks of 4 committed
+    ingest_images(str(src), str(tmp_path / "ref.zarr"), size=8, chunk_size=4, workers=0, progress=False)
+    assert_same_archive(tmp_path / "ref.zarr", tmp_path / "a.zarr")
