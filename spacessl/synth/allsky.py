@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
-from scipy.ndimage import gaussian_filter
 
 EARTH_RADIUS_KM = 6371.0
 FULL_SCALE_DN = 16383  #: 14-bit saturation level of the camera
@@ -80,7 +79,8 @@ def altaz_to_radec(alt: np.ndarray, az: np.ndarray, lat_rad: float, lst_rad: flo
     """Horizontal (alt, az; rad) → equatorial (ra, dec; rad) at local sidereal time ``lst_rad``."""
     sin_dec = np.sin(lat_rad) * np.sin(alt) + np.cos(lat_rad) * np.cos(alt) * np.cos(az)
     dec = np.arcsin(np.clip(sin_dec, -1.0, 1.0))
-    ha = np.arctan2(-np.sin(az) * np.cos(alt), np.cos(lat_rad) * np.sin(alt) - np.sin(lat_rad) * np.cos(alt) * np.cos(az))
+    ha = np.arctan2(-np.sin(az) * np.cos(alt),
+                    np.cos(lat_rad) * np.sin(alt) - np.sin(lat_rad) * np.cos(alt) * np.cos(az))
     return (lst_rad - ha) % (2 * np.pi), dec
 
 
@@ -89,7 +89,8 @@ def radec_to_altaz(ra: np.ndarray, dec: np.ndarray, lat_rad: float, lst_rad: flo
     ha = lst_rad - ra
     sin_alt = np.sin(dec) * np.sin(lat_rad) + np.cos(dec) * np.cos(lat_rad) * np.cos(ha)
     alt = np.arcsin(np.clip(sin_alt, -1.0, 1.0))
-    az = np.arctan2(-np.cos(dec) * np.sin(ha), np.sin(dec) * np.cos(lat_rad) - np.cos(dec) * np.sin(lat_rad) * np.cos(ha))
+    az = np.arctan2(-np.cos(dec) * np.sin(ha),
+                    np.sin(dec) * np.cos(lat_rad) - np.cos(dec) * np.sin(lat_rad) * np.cos(ha))
     return alt, az % (2 * np.pi)
 
 
@@ -248,8 +249,10 @@ def _corners(r: np.ndarray, c: np.ndarray, n_rows: int, n_cols: int, *, wrap_row
     grid the edge is repeated, or the grid wraps around (periodic) along the axes asked."""
     r0, c0 = np.floor(r).astype(np.int64), np.floor(c).astype(np.int64)
     fr, fc = (r - r0).astype(np.float32), (c - c0).astype(np.float32)
-    rows = [r0 % n_rows, (r0 + 1) % n_rows] if wrap_rows else [np.clip(r0, 0, n_rows - 1), np.clip(r0 + 1, 0, n_rows - 1)]
-    cols = [c0 % n_cols, (c0 + 1) % n_cols] if wrap_cols else [np.clip(c0, 0, n_cols - 1), np.clip(c0 + 1, 0, n_cols - 1)]
+    def pair(i0: np.ndarray, n: int, wrap: bool) -> list[np.ndarray]:
+        return [i0 % n, (i0 + 1) % n] if wrap else [np.clip(i0, 0, n - 1), np.clip(i0 + 1, 0, n - 1)]
+
+    rows, cols = pair(r0, n_rows, wrap_rows), pair(c0, n_cols, wrap_cols)
     idx = np.stack([rows[0] * n_cols + cols[0], rows[0] * n_cols + cols[1], rows[1] * n_cols + cols[0],
                     rows[1] * n_cols + cols[1]])
     w = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])

@@ -30,14 +30,17 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import ndtri
 
 from spacessl.errors import SpacesslError
-from spacessl.synth.allsky import (REFERENCE_SIZE, SITES, Camera, Field1D, Field2D, NoiseTexture, StarCatalogue, airmass,
-                                   altaz_to_radec, expose, galactic_latitude, RadialLift, local_sidereal_time_rad,
-                                   make_camera, make_star_catalogue, render_stars, splat_points, van_rhijn)
+from spacessl.synth.allsky import (REFERENCE_SIZE, SITES, Camera, Field1D, Field2D, NoiseTexture, RadialLift,
+                                   StarCatalogue, airmass, altaz_to_radec, expose, galactic_latitude,
+                                   local_sidereal_time_rad, make_camera, make_star_catalogue, render_stars,
+                                   splat_points, van_rhijn)
 
 CLASSES: tuple[str, ...] = ("arc", "diffuse", "discrete", "cloudy", "moon", "clear")
 RARE = "rare"
 CADENCE_S = 3.0  #: THEMIS ASI frame cadence
 _RARE_HOSTS = ("arc", "diffuse", "clear")
+#: least brightness of an aurora form relative to the airglow behind it (99.5th percentile over the sky)
+_MIN_CONTRAST = {"arc": 1.0, "discrete": 2.0, "diffuse": 0.6}
 _NIGHT_HALF_S = 5 * 3600
 
 
@@ -147,14 +150,15 @@ class _Arc:
 
     def __init__(self, rng: np.random.Generator):
         n_arcs = int(rng.choice([1, 2, 3], p=[0.5, 0.32, 0.18]))
-        y_c = rng.uniform(-400, 400)
+        y_c = rng.uniform(-300, 300)
         spacing = rng.uniform(35, 170)
         self.tilt = np.deg2rad(rng.uniform(-12, 12))
         self.arcs = []
         for a in range(n_arcs):
             taper = None
-            if rng.random() < 0.3:
-                taper = (rng.uniform(-450, 450), rng.uniform(80, 300), rng.choice([-1.0, 1.0]))
+            if rng.random() < 0.3:  # the arc ends: kept on the side x < end (sign +1) or x > end (sign -1)
+                sign = rng.choice([-1.0, 1.0])
+                taper = (-sign * rng.uniform(-450, -100), rng.uniform(80, 300), sign)
             self.arcs.append(dict(
                 y0=y_c + (a - (n_arcs - 1) / 2) * spacing + rng.normal(0, 15), width=rng.uniform(4, 16),
                 amp=rng.uniform(3.0, 18.0) * (0.55 ** a if rng.random() < 0.5 else 1.0),
@@ -182,7 +186,8 @@ class _Arc:
             out += np.float32(arc["amp"]) * val
         if self.glow is not None:
             yc, half, amp = self.glow
-            out += np.float32(amp) / (1 + np.exp(np.clip((np.abs(y - np.float32(yc)) - np.float32(half)) / 60.0, -50, 50)))
+            z = (np.abs(y - np.float32(yc)) - np.float32(half)) / 60.0
+            out += np.float32(amp) / (1 + np.exp(np.clip(z, -50, 50)))
         return out
 
 
@@ -194,7 +199,7 @@ class _Discrete:
         self.forms = []
         for _ in range(int(rng.choice([1, 2], p=[0.6, 0.4]))):
             self.forms.append(dict(
-                y0=rng.uniform(-300, 300), width=rng.uniform(4, 12), amp=rng.uniform(10, 45),
+                y0=rng.uniform(-250, 250), width=rng.uniform(4, 12), amp=rng.uniform(10, 45),
                 curv=rng.uniform(-200, 200) / 600.0 ** 2,
                 w1=Field2D(rng, 7, 140, 550, velocity_km_s=tuple(rng.uniform(-1.5, 1.5, 2)), omega_rad_s=0.02),
                 w2=Field2D(rng, 7, 140, 550, velocity_km_s=tuple(rng.uniform(-1.5, 1.5, 2)), omega_rad_s=0.02),
@@ -220,7 +225,7 @@ class _Diffuse:
     """Diffuse aurora: a broad, smooth, patchy glow in a wide east–west band; patches may pulsate (4–20 s)."""
 
     def __init__(self, rng: np.random.Generator):
-        self.y_c = rng.uniform(-550, 350)
+        self.y_c = rng.uniform(-400, 300)
         self.half = rng.uniform(250, 800) if rng.random() < 0.7 else 3000.0
         self.edge = rng.uniform(80, 250)
         self.amp = rng.uniform(0.8, 4.0)
@@ -295,6 +300,12 @@ class _Scene:
         self.gain: float | None = None
         self.lift = RadialLift(cam, *self.aurora.profile) if self.aurora is not None else None
         self.inside = (cam.theta <= np.pi / 2).astype(np.float32)
+        if ep.kind in _MIN_CONTRAST:  # a form hidden behind the horizon would mislabel the frame
+            sky = (self.inside > 0) & ~cam.ground
+            img = self.lift(self.aurora(cam, 0.0) * self.inside)
+            contrast = np.percentile(img[sky] / self.airglow[sky], 99.5)
+            if contrast < _MIN_CONTRAST[ep.kind]:
+                self.aurora_scale = _MIN_CONTRAST[ep.kind] / max(contrast, 1e-3)
         self.mw_img = None
         if self.milky_way > 0.02:  # the Milky Way turns by < 0.3° within an episode: drawn once
             lst = local_sidereal_time_rad(ep.start_ns, cam.site.lon_deg)

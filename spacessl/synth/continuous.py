@@ -244,7 +244,8 @@ def write_continuous(out_dir: str | os.PathLike, stations: int = 3, days: int = 
         raise SpacesslError(f"sampling_rate_hz={sampling_rate_hz} must be positive and give whole samples per day")
     out = Path(out_dir)
     if out.exists() and not overwrite and (any(out.glob("*.mseed")) or (out / "catalog.csv").exists()):
-        raise SpacesslError(f"{out} already holds continuous data; pass --overwrite to replace it or choose another folder")
+        raise SpacesslError(f"{out} already holds continuous data; pass --overwrite to replace it "
+                            "or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     if overwrite:
         for old in [*out.glob("*.mseed"), out / "catalog.csv", out / "stations.csv"]:
@@ -272,8 +273,9 @@ def write_continuous(out_dir: str | os.PathLike, stations: int = 3, days: int = 
                 a = first - d * n_day
                 data[:, a:a + ev.shape[1]] += ev[:, :max(0, min(ev.shape[1], n_day - a))]
                 t_ns = epoch_ns + int(round(p.onset_s * 1e9))
-                rows.append({"event_id": p.event_id, "time": str(np.datetime64(t_ns, "ns").astype("datetime64[us]")) + "Z",
-                             "time_ns": t_ns, "station": site.station.nslc, "label": p.kind, "snr": round(p.snr, 3), "peak_snr": round(peak_snr, 3),
+                iso = str(np.datetime64(t_ns, "ns").astype("datetime64[us]")) + "Z"
+                rows.append({"event_id": p.event_id, "time": iso, "time_ns": t_ns, "station": site.station.nslc,
+                             "label": p.kind, "snr": round(p.snr, 3), "peak_snr": round(peak_snr, 3),
                              "component": "ZNE"[comp],
                              "s_minus_p_s": "" if p.s_minus_p_s is None else round(p.s_minus_p_s, 4),
                              "distance_km": "" if p.distance_km is None else round(p.distance_km, 3),

@@ -139,7 +139,8 @@ def make_noise(rng: np.random.Generator, n_samples: int, sampling_rate_hz: float
     start = (n_long - n_samples) // 2
     out = np.empty((3, n_samples), dtype=np.float64)
     for c in range(3):
-        out[c] = coloured_noise(rng, n_long, sampling_rate_hz, profile=profile, horizontal=c > 0)[start:start + n_samples]
+        x = coloured_noise(rng, n_long, sampling_rate_hz, profile=profile, horizontal=c > 0)
+        out[c] = x[start:start + n_samples]
     return (out / (out[0].std() + 1e-12)).astype(np.float32)
 
 
@@ -264,7 +265,8 @@ def render_event(kind: str, params: dict, rng: np.random.Generator, sampling_rat
         f_t = p["f0"] * (1 + p["glide"] * dt / max(t[-1], 1e-6))
         phase = 2 * np.pi * np.cumsum(f_t) / fs
         env = np.where(t > onset_s, 1 - np.exp(-dt / p["rise"]), 0.0)
-        sig = sum(p["decay"] ** (h - 1) * np.sin(h * phase + rng.uniform(0, 2 * np.pi)) for h in range(1, p["n_harm"] + 1))
+        sig = sum(p["decay"] ** (h - 1) * np.sin(h * phase + rng.uniform(0, 2 * np.pi))
+                  for h in range(1, p["n_harm"] + 1))
         for c in range(3):
             out[c] = p["polar"][c] * sig * env * (1 + 0.15 * _band_noise(rng, n_samples, fs, 0.05, 0.3))
     else:
@@ -378,7 +380,8 @@ def generate_seismic(n: int, seed: int = 0, *, sampling_rate_hz: float = 100.0, 
     Yields ``(x, meta)``: x (k, 3, T) float32 counts (Z, N, E; T = window_s · sampling_rate_hz); meta has
     ``time_ns`` (k,) int64 window start (UTC), ``source`` list of ``NET.STA.LOC``, ``origin`` list
     (``synthetic``), ``label`` (k,) int16 indexing :func:`label_names`, ``snr`` (k,) float32 (RMS of the event's
-    strongest 0.5 s over the noise RMS on its strongest component; 0 for pure noise), ``onset_s`` (k,) float32 first arrival within the window (-1 if none).
+    strongest 0.5 s over the noise RMS on its strongest component; 0 for pure noise), ``onset_s`` (k,) float32
+    first arrival within the window (-1 if none).
     Window i depends only on (seed, i, label plan), so any block size or ``start_block`` gives the same data.
     """
     if block_size < 1:
