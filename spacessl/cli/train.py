@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -28,6 +29,9 @@ def _runs(args: argparse.Namespace) -> int:
     from spacessl import tracking
 
     uri = tracking.resolve_tracking_uri(args.tracking_uri, args.output_dir)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        print(f"no runs: {uri} does not exist yet (train with `spacessl train --config ...` first)")
+        return 0
     rows = tracking.list_runs(args.n, tracking_uri=uri, experiment=args.experiment)
     if not rows:
         print(f"no runs in {uri}")
