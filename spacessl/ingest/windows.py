@@ -266,31 +266,70 @@ def _to_rate(tr, target: float):
     return tr
 
 
-def _merge_channel(traces: list, params: CutParams, inventory: Any) -> tuple[list, list[tuple[int, int, str]]]:
-    """Contiguous segments (Traces) and masked intervals of one channel, see the module docstring."""
-    from obspy import Stream
-
-    st = Stream([_to_rate(tr, params.sampling_rate_hz) for tr in traces])
-    st.sort(keys=["starttime", "endtime"])
-    overlaps = [(g[5].ns, g[4].ns) for g in st.get_gaps() if g[6] < 0]
-    st.merge(method=0, fill_value=None)
+def _segments(st, overlaps: list[tuple[int, int]],
+              dt: float) -> tuple[list[tuple[int, np.ndarray]], list[tuple[int, int, str]]]:
+    """Unmasked runs of merged traces (views, no copy) and their masked runs, classified gap / overlap."""
     bad: list[tuple[int, int, str]] = []
-    dt = 1e9 / params.sampling_rate_hz
+    segs: list[tuple[int, np.ndarray]] = []
     for tr in st:
-        if np.ma.isMaskedArray(tr.data):
-            mask = np.ma.getmaskarray(tr.data)
-            edges = np.flatnonzero(np.diff(np.r_[0, mask.view(np.int8), 0]))
-            t0 = tr.stats.starttime.ns
-            for a, b in zip(edges[::2], edges[1::2]):
-                s, e = t0 + int(round(a * dt)), t0 + int(round(b * dt))
-                reason = OVERLAP if any(os_ <= e and oe >= s for os_, oe in overlaps) else GAP
-                bad.append((s, e, reason))
-    segs = [tr for tr in st.split() if tr.stats.npts > 0]
+        t0 = tr.stats.starttime.ns
+        if not np.ma.isMaskedArray(tr.data):
+            segs.append((t0, tr.data))
+            continue
+        mask = np.ma.getmaskarray(tr.data)
+        raw = np.ma.getdata(tr.data)
+        edges = np.flatnonzero(np.diff(np.r_[0, mask.view(np.int8), 0]))  # masked runs [a, b)
+        for a, b in zip(edges[::2], edges[1::2]):
+            s, e = t0 + int(round(a * dt)), t0 + int(round(b * dt))
+            reason = OVERLAP if any(os_ <= e and oe >= s for os_, oe in overlaps) else GAP
+            bad.append((s, e, reason))
+        bounds = np.r_[0, edges, len(mask)]
+        for a, b in zip(bounds[::2], bounds[1::2]):  # unmasked runs (views, no copy)
+            if b > a:
+                segs.append((t0 + int(round(a * dt)), raw[a:b]))
+    segs.sort(key=lambda seg: seg[0])
+    return segs, bad
+
+
+def _merge_channel(traces: list, params: CutParams,
+                   inventory: Any) -> tuple[list[tuple[int, np.ndarray]], list[tuple[int, int, str]]]:
+    """Contiguous segments (start ns, float64 data) and masked intervals of one channel (module docstring).
+
+    Pieces that already follow each other sample for sample at the target rate (day files, or a day and its
+    neighbours' pads) are joined directly; anything else goes through ``Stream.merge(method=0)``.
+    """
+    from obspy import Stream, Trace, UTCDateTime
+
+    target = params.sampling_rate_hz
+    dt = 1e9 / target
+    bad: list[tuple[int, int, str]] = []
+    segs: list[tuple[int, np.ndarray]] = []
+    trs = sorted(traces, key=lambda tr: tr.stats.starttime.ns)
+    starts = [tr.stats.starttime.ns for tr in trs]
+    if (all(abs(tr.stats.sampling_rate - target) <= 1e-7 * target and not np.ma.isMaskedArray(tr.data)
+            for tr in trs)
+            and all(abs(b - (a + tr.stats.npts * dt)) <= MISALIGNMENT_THRESHOLD * dt
+                    for a, b, tr in zip(starts, starts[1:], trs))):
+        segs.append((starts[0], np.concatenate([tr.data for tr in trs], dtype=np.float64)))
+    else:
+        st = Stream([_to_rate(tr, target) for tr in trs])
+        st.sort(keys=["starttime", "endtime"])
+        overlaps = [(g[5].ns, g[4].ns) for g in st.get_gaps() if g[6] < 0]
+        st.merge(method=0, fill_value=None)
+        segs, bad = _segments(st, overlaps, dt)
     if params.remove_response:
-        for tr in segs:
+        s0 = traces[0].stats
+        out = []
+        for t0, data in segs:
+            tr = Trace(np.array(data), header={"network": s0.network, "station": s0.station,
+                                                "location": s0.location, "channel": s0.channel,
+                                                "sampling_rate": params.sampling_rate_hz,
+                                                "starttime": UTCDateTime(ns=t0)})
             dur = max(tr.stats.npts / tr.stats.sampling_rate, 1e-9)
             tr.remove_response(inventory=inventory, output=params.response_output,
                                taper_fraction=min(0.05, 2 * 30.0 / dur))
+            out.append((t0, tr.data))
+        segs = out
     return segs, bad
 
 
@@ -364,11 +403,13 @@ def _triggers(comp: _Component, sd: StationDay, params: CutParams) -> list[tuple
     for j, data in enumerate(comp.datas):
         if len(data) <= nlta:
             continue
-        x = np.array(data, dtype=np.float64)
-        finite = np.isfinite(x)
-        if not finite.all():
-            x[~finite] = np.nanmean(x[finite]) if finite.any() else 0.0
-        x -= x.mean()
+        mean = data.mean()
+        if np.isfinite(mean):  # one pass instead of an isfinite mask (counts never overflow a float64 sum)
+            x = data - mean
+        else:  # the CF copy gets the mean in place of NaN/inf; the windows that hold them are rejected later
+            finite = np.isfinite(data)
+            x = np.where(finite, data, np.nanmean(data[finite]) if finite.any() else 0.0)
+            x -= x.mean()
         if params.trigger_band_hz is not None:
             fmin, fmax = params.trigger_band_hz
             if fmax < 0.5 * sr:
@@ -443,8 +484,8 @@ def cut_station_day(sd: StationDay, params: CutParams, inventory: Any = None) ->
             rejects.append((first_file, reason, f"{sd.source}.{ch} on {iso(sd.start_ns)[:10]}: "
                             f"{type(exc).__name__}: {exc}"[:500]))
             return empty(rejects)
-        comps[letter] = _Component(letter, ch, np.array([s.stats.starttime.ns for s in segs], np.int64),
-                                   [s.data for s in segs], bad, params.sampling_rate_hz)
+        comps[letter] = _Component(letter, ch, np.array([t0 for t0, _ in segs], np.int64),
+                                   [d for _, d in segs], bad, params.sampling_rate_hz)
     codes = ",".join(picked[c] for c in params.components)
     trig = comps[params.trig_comps[0]]  # its sample grid anchors regular windows
     trig_spans = sorted((s for s in spans if s[1] == trig.channel), key=lambda s: (s[2], s[0]))

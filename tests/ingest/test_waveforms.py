@@ -158,6 +158,24 @@ def test_obspy_example_recordings_ingest_without_error(tmp_path):
     assert ex.windows >= 1
 
 
+def test_response_removal_gives_physical_units(tmp_path):
+    import obspy
+
+    inv = Path(obspy.__file__).parent / "core/data/BW_RJOB.xml"
+    obspy.read().write(str(tmp_path / "rjob.mseed"), format="MSEED")
+    kw = dict(trigger="none", window_s=10.0, stride_s=10.0, pre_s=0.0, use_ray=False, progress=False)
+    counts = ingest_waveforms([str(tmp_path / "rjob.mseed")], str(tmp_path / "c.zarr"), **kw)
+    vel = ingest_waveforms([str(tmp_path / "rjob.mseed")], str(tmp_path / "v.zarr"), inventory=str(inv),
+                           remove_response=True, **kw)
+    a, c = open_archive(str(tmp_path / "v.zarr")), open_archive(str(tmp_path / "c.zarr"))
+    assert vel.windows == counts.windows == 2
+    assert a.attrs["units"] == "m/s" and c.attrs["units"] == "counts"
+    peak = np.abs(a.read(0, a.n).samples).max()
+    assert 1e-9 < peak < 1e-2 and np.abs(c.read(0, c.n).samples).max() > 100
+    with pytest.raises(SpacesslError, match="--inventory"):
+        ingest_waveforms([str(tmp_path / "rjob.mseed")], str(tmp_path / "x.zarr"), remove_response=True, **kw)
+
+
 # ----------------------------------------------------------------------------------------------- kill and resume
 
 
@@ -194,7 +212,9 @@ def test_kill_and_resume_gives_the_same_archive(ray_cluster, busy_network, tmp_p
     ingest_waveforms([str(busy_network)], str(ref), chunk_size=4, shard_chunks=2, lta_s=5.0,
                      coincidence=coincidence, progress=False)
     out = tmp_path / "w.zarr"
-    proc = subprocess.Popen(_cli(out, busy_network, "--num-cpus", "1", "--coincidence", str(coincidence)),
+    # committed: the Ray path (driver and its local Ray killed); staged: in-process, parts staged, none appended
+    extra = ["--num-cpus", "1"] if when == "committed" else ["--no-ray"]
+    proc = subprocess.Popen(_cli(out, busy_network, *extra, "--coincidence", str(coincidence)),
                             cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     ready = (lambda: _committed(out) > 0) if when == "committed" else (lambda: _staged(out) >= 3)
