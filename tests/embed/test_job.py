@@ -42,7 +42,7 @@ def test_plan_workers():
 def test_kill_and_resume_is_identical(ray_cluster, tmp_path):
     """SIGKILL the job partway, rerun it: finished shards are skipped and the vectors equal an uninterrupted run's
     bit for bit."""
-    archive = make_image_archive(tmp_path / "a.zarr", n=384, size=64, chunk_size=16, shard_chunks=2)  # 12 shards
+    archive = make_image_archive(tmp_path / "a.zarr", n=384, size=32, chunk_size=16, shard_chunks=2)  # 12 shards
     ckpt = save_tiny_encoder(tmp_path / "ckpt")
     ref_url, out_url = tmp_path / "ref.zarr", tmp_path / "out.zarr"
 
