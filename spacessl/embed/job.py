@@ -169,6 +169,37 @@ class EmbedActor:
         return shard, stop - start
 
 
+def preflight(model_uri: str, archive: Any, tracking_uri: str | None) -> dict[str, Any]:
+    """What the model records about itself, read without loading weights, checked against ``archive``: a wrong
+    URI, a missing checkpoint or a model for other samples fails here with a clear error, before any actor starts."""
+    from spacessl.embed.embedder import check_compatible
+
+    if model_uri.startswith(("models:/", "runs:/")):
+        from spacessl import tracking
+
+        tracking.client(tracking_uri or tracking.resolve_tracking_uri())
+        import mlflow
+
+        try:
+            info = dict(mlflow.models.get_model_info(model_uri).metadata or {})
+        except Exception as exc:  # noqa: BLE001 - MLflow raises several types for an unknown model
+            raise tracking.TrackingError(
+                f"cannot find model {model_uri} in the tracking store {tracking_uri}: {exc}. List runs with "
+                "`spacessl runs`, or pass --tracking-uri") from exc
+    else:
+        from spacessl.train.checkpoint import latest_checkpoint, read_info
+
+        info = read_info(latest_checkpoint(model_uri))
+    check_compatible(archive, info, model_uri)
+    return info
+
+
+def _user_error(exc: BaseException) -> BaseException:
+    """The spacessl error inside a Ray task error (so the CLI prints its message, not a remote traceback)."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, SpacesslError) else exc
+
+
 def _ray_init(ray_address: str | None) -> bool:
     """Connect to Ray (``ray_address``, else the current or $RAY_ADDRESS cluster, else a local one); True if this
     call started the connection (and should end it)."""
@@ -221,6 +252,7 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
     archive = open_archive(archive_url)
     if archive.n == 0:
         raise EmbedJobError(f"{archive_url} holds no samples; nothing to embed")
+    preflight(model_uri, archive, tracking_uri)
     t0 = time.perf_counter()
     started = _ray_init(ray_address)
     actors: list[Any] = []
@@ -236,7 +268,10 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
         actors = [remote.options(**opts).remote(model_uri, archive_url, tracking_uri=tracking_uri,
                                                 batch_size=batch_size, device=device, threads=threads)
                   for _ in range(n_actors)]
-        desc = ray.get(actors[0].describe.remote())
+        try:
+            desc = ray.get(actors[0].describe.remote())
+        except ray.exceptions.RayTaskError as exc:
+            raise _user_error(exc) from None
         startup_s = time.perf_counter() - t0
         attrs = {"model_uri": model_uri, "run_id": desc["run_id"], "archive_url": archive_url,
                  "archive_fingerprint": archive.fingerprint(), "model_info": desc["info"]}
@@ -263,6 +298,8 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
                     embedded += rows
                 except TimeoutError:
                     pass
+                except ray.exceptions.RayTaskError as exc:
+                    raise _user_error(exc) from None
                 shown = min(archive.n, rows_done + max(embedded, _live_rows(actors)))
                 if shown > bar.n:
                     bar.update(shown - bar.n)

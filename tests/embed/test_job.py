@@ -82,3 +82,21 @@ def test_kill_and_resume_is_identical(ray_cluster, tmp_path):
     # a complete store is not replaced unless asked
     with pytest.raises(Exception, match="(?i)exist|complete|overwrite"):
         embed_archive(ckpt, archive, str(out_url), batch_size=16, progress=False)
+
+
+def test_bad_model_fails_before_any_actor_starts(tmp_path):
+    from spacessl.embed.embedder import EmbedError
+    from spacessl.train.checkpoint import CheckpointError
+
+    archive = make_image_archive(tmp_path / "a.zarr", n=16, size=32, chunk_size=16)
+    rgb = save_tiny_encoder(tmp_path / "rgb", in_channels=3)
+    with pytest.raises(EmbedError, match="takes 3 channels .* has 1"):
+        embed_archive(rgb, archive, str(tmp_path / "e.zarr"), progress=False)
+    waves = save_tiny_encoder(tmp_path / "waves", modality="waveform", in_channels=1)
+    with pytest.raises(EmbedError, match="trained on waveform samples"):
+        embed_archive(waves, archive, str(tmp_path / "e.zarr"), progress=False)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        embed_archive(str(tmp_path / "nowhere"), archive, str(tmp_path / "e.zarr"), progress=False)
+    with pytest.raises(EmbedJobError, match="dtype"):
+        embed_archive(rgb, archive, str(tmp_path / "e.zarr"), dtype="int8", progress=False)
+    assert not (tmp_path / "e.zarr").exists()
