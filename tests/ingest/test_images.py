@@ -221,23 +221,29 @@ def assert_same_archive(a_url, b_url) -> None:
 
 RUNNER = textwrap.dedent("""
     import os, signal, sys, time
-    from spacessl.archive.writer import ArchiveWriter
-    from spacessl.ingest.images import ingest_images
 
-    src, out, labels, kill_after, delay = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
-    calls = [0]
-    append = ArchiveWriter.append
+    def main():
+        # imported here, not at the top: decode workers re-import this script and need none of it
+        from spacessl.archive.writer import ArchiveWriter
+        from spacessl.ingest.images import ingest_images
 
-    def slow_append(self, *args, **kwargs):
-        append(self, *args, **kwargs)
-        calls[0] += 1
-        if calls[0] == kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(delay)
+        src, out, labels = sys.argv[1], sys.argv[2], sys.argv[3]
+        kill_after, delay = int(sys.argv[4]), float(sys.argv[5])
+        calls = [0]
+        append = ArchiveWriter.append
 
-    ArchiveWriter.append = slow_append
-    if __name__ == "__main__":
+        def slow_append(self, *args, **kwargs):
+            append(self, *args, **kwargs)
+            calls[0] += 1
+            if calls[0] == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(delay)
+
+        ArchiveWriter.append = slow_append
         ingest_images(src, out, labels_csv=labels, size=16, chunk_size=8, workers=2, progress=False)
+
+    if __name__ == "__main__":
+        main()
 """)
 
 
