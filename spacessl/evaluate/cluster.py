@@ -32,7 +32,7 @@ from spacessl.errors import SpacesslError
 from spacessl.evaluate.catalog import CatalogWriter, frame, label_strings
 from spacessl.evaluate.clustering import assign, choose_k, faiss_gpu_count, fit_kmeans
 from spacessl.evaluate.montage import montage
-from spacessl.evaluate.sample import uniform_positions
+from spacessl.evaluate.sample import take_rows, uniform_positions
 
 
 class ClusterError(SpacesslError):
@@ -101,7 +101,7 @@ def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_si
     if emb.n == 0:
         raise ClusterError(f"{url} holds no embeddings")
     pos = uniform_positions(emb, train_size, seed=seed)
-    train = np.asarray(emb.vectors[pos].compute(), dtype=np.float32)
+    train, _ = take_rows(emb, pos)
     scores: dict[int, float] = {}
     if k == "auto":
         sub = train[np.random.default_rng(seed).permutation(len(train))[:auto_size]]

@@ -101,7 +101,7 @@ def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: in
     """Draw the map of the embeddings store ``url`` to ``out`` (a .png path); the HTML goes beside it."""
     from spacessl.embed.store import open_embeddings
     from spacessl.evaluate.montage import _plt
-    from spacessl.evaluate.sample import uniform_positions
+    from spacessl.evaluate.sample import take_rows, uniform_positions
 
     if color not in COLORS:
         raise MapError(f"Unknown colouring {color!r}. Available colourings are: {', '.join(COLORS)}.")
@@ -109,8 +109,7 @@ def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: in
     emb = open_embeddings(url)
     archive = emb.archive()
     pos = uniform_positions(emb, sample, seed=seed)
-    vectors = np.asarray(emb.vectors[pos].compute(), dtype=np.float32)
-    ids = np.asarray(emb.ids[pos].compute(), dtype=np.int64)
+    vectors, ids = take_rows(emb, pos)
     fields = [f for f in ("time_ns", "source", "label") if f in archive.meta_fields]
     meta = {key: np.asarray(v) for key, v in archive.take(ids, fields=fields).meta.items()}
     xy = tsne_2d(vectors, seed=seed, perplexity=perplexity)

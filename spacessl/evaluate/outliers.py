@@ -6,8 +6,9 @@ sequence, overlapping seismic windows) and the sample itself do not count. A rar
 close to it elsewhere in the archive, an ordinary one has many; the density view of Breunig et al.'s LOF and of
 k-NN distance outlier detection (Ramaswamy et al., SIGMOD 2000).
 
-Search: exact (FAISS ``IndexFlatIP``) over the embeddings for sets up to ``exact_max`` rows, else through the
-sharded index built by ``spacessl index``. Each query asks for ``k + margin`` neighbours; a query whose
+Search: exact (FAISS ``IndexFlatIP``) over the embeddings for sets up to ``exact_max`` rows (source and time
+of every row read from the archive: 12 bytes a row), else through the sharded index built by ``spacessl index``
+(source and time from the index's memory-mapped per-id columns). Each query asks for ``k + margin`` neighbours; a query whose
 neighbours are mostly its own near-duplicates is searched again with a doubled width until k valid neighbours are
 found. Memory: the ``top`` best rows kept in a running merge, plus one query block.
 """
@@ -71,16 +72,16 @@ class MetaLookup:
     """(source code, time_ns) of archive ids, from arrays covering ids [0, N)."""
 
     def __init__(self, source_codes: np.ndarray, time_ns: np.ndarray):
-        self.source = np.asarray(source_codes, dtype=np.int64)
-        self.time_ns = np.asarray(time_ns, dtype=np.int64)
+        self.source = source_codes  # (N,) int codes; numpy or memory-mapped
+        self.time_ns = time_ns  # (N,) int64
+
+    def __call__(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (np.asarray(self.source[ids], dtype=np.int64), np.asarray(self.time_ns[ids], dtype=np.int64))
 
     @classmethod
     def from_archive(cls, archive: Any) -> MetaLookup:
         """Reads the two int columns of the archive ((N,) int32 + int64: 12 bytes per row)."""
         return cls(archive.meta("source").compute(), archive.meta("time_ns").compute())
-
-    def __call__(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.source[ids], self.time_ns[ids]
 
 
 def rank_outliers(vectors: np.ndarray, ids: np.ndarray, source_codes: np.ndarray, time_ns: np.ndarray, *,
@@ -147,10 +148,14 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
         raise OutlierError(f"--top and --k must be >= 1, got top={top}, k={k}")
     emb = open_embeddings(url)
     archive = emb.archive()
-    lookup = MetaLookup.from_archive(archive)
     if index_dir is not None:
-        search, mode = index_search(index_dir)[0], "index"
+        search, index = index_search(index_dir)
+        load_meta = getattr(index, "_load_meta", None)  # the index's memory-mapped per-id columns
+        meta = load_meta() if load_meta is not None else None
+        lookup = MetaLookup(meta["source"], meta["time_ns"]) if meta else MetaLookup.from_archive(archive)
+        mode = "index"
     elif emb.n <= exact_max:
+        lookup = MetaLookup.from_archive(archive)
         allv = np.asarray(emb.vectors.compute(), dtype=np.float32)
         search, mode = exact_search(allv, np.asarray(emb.ids.compute(), dtype=np.int64)), "exact"
         del allv

@@ -133,11 +133,23 @@ def sample_embeddings(emb, max_n: int = 20_000, *, seed: int = 0, min_per_class:
     if len(pos) == 0:
         raise EvaluationDataError(f"{archive.url} declares labels {archive.label_names} but every embedded row is "
                                   "unlabelled (label -1); nothing to evaluate")
-    vectors = np.asarray(emb.vectors[pos].compute(), dtype=np.float32)
-    ids = np.asarray(emb.ids[pos].compute(), dtype=np.int64)
+    vectors, ids = take_rows(emb, pos)
     meta = archive.take(ids, fields=["label", "source", "time_ns"]).meta
     return EvalSample(ids=ids, vectors=vectors, labels=np.asarray(meta["label"], dtype=np.int64),
                       source=np.asarray(meta["source"]), time_ns=np.asarray(meta["time_ns"], dtype=np.int64))
+
+
+def take_rows(emb, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors (m, D) float32, ids (m,) int64) of store rows ``positions`` (sorted), reading only the Zarr chunks
+    that hold them."""
+    positions = np.asarray(positions, dtype=np.int64)
+    group = getattr(emb, "group", None)
+    if group is not None and "vectors" in group and "ids" in group:
+        vectors = group["vectors"].get_orthogonal_selection((positions, slice(None)))
+        ids = group["ids"].get_orthogonal_selection((positions,))
+    else:
+        vectors, ids = emb.vectors[positions].compute(), emb.ids[positions].compute()
+    return np.asarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
 
 
 def uniform_positions(emb, max_n: int, *, seed: int = 0, block_rows: int = 1 << 20) -> np.ndarray:
