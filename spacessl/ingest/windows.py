@@ -199,7 +199,7 @@ class _Component:
     letter: str
     channel: str
     starts: np.ndarray  # (S,) int64
-    datas: list[np.ndarray]
+    datas: list[np.ndarray]  # float32
     bad: list[tuple[int, int, str]]  # (start_ns, end_ns, reason) of masked runs
     sr: float
 
@@ -235,7 +235,7 @@ class _Component:
             return None
         from obspy.signal.interpolation import lanczos_interpolation
 
-        piece = np.ascontiguousarray(data[lo:hi])
+        piece = np.ascontiguousarray(data[lo:hi], dtype=np.float64)
         return lanczos_interpolation(piece, 0.0, 1.0, pos - lo, 1.0, n, a=LANCZOS_A)
 
     def classify(self, lo: int, hi: int) -> str:
@@ -293,7 +293,10 @@ def _segments(st, overlaps: list[tuple[int, int]],
 
 def _merge_channel(traces: list, params: CutParams,
                    inventory: Any) -> tuple[list[tuple[int, np.ndarray]], list[tuple[int, int, str]]]:
-    """Contiguous segments (start ns, float64 data) and masked intervals of one channel (module docstring).
+    """Contiguous segments (start ns, float32 data) and masked intervals of one channel (module docstring).
+
+    Segments are float32, the archive's sample type (exact for counts up to 2**24; the STA/LTA runs on a float64
+    copy), which halves the memory a station-day task holds.
 
     Pieces that already follow each other sample for sample at the target rate (day files, or a day and its
     neighbours' pads) are joined directly; anything else goes through ``Stream.merge(method=0)``.
@@ -310,13 +313,14 @@ def _merge_channel(traces: list, params: CutParams,
             for tr in trs)
             and all(abs(b - (a + tr.stats.npts * dt)) <= MISALIGNMENT_THRESHOLD * dt
                     for a, b, tr in zip(starts, starts[1:], trs))):
-        segs.append((starts[0], np.concatenate([tr.data for tr in trs], dtype=np.float64)))
+        segs.append((starts[0], np.concatenate([tr.data for tr in trs], dtype=np.float32)))
     else:
         st = Stream([_to_rate(tr, target) for tr in trs])
         st.sort(keys=["starttime", "endtime"])
         overlaps = [(g[5].ns, g[4].ns) for g in st.get_gaps() if g[6] < 0]
         st.merge(method=0, fill_value=None)
         segs, bad = _segments(st, overlaps, dt)
+        segs = [(t0, d.astype(np.float32)) for t0, d in segs]
     if params.remove_response:
         s0 = traces[0].stats
         out = []
@@ -328,7 +332,7 @@ def _merge_channel(traces: list, params: CutParams,
             dur = max(tr.stats.npts / tr.stats.sampling_rate, 1e-9)
             tr.remove_response(inventory=inventory, output=params.response_output,
                                taper_fraction=min(0.05, 2 * 30.0 / dur))
-            out.append((t0, tr.data))
+            out.append((t0, tr.data.astype(np.float32)))
         segs = out
     return segs, bad
 
@@ -403,12 +407,13 @@ def _triggers(comp: _Component, sd: StationDay, params: CutParams) -> list[tuple
     for j, data in enumerate(comp.datas):
         if len(data) <= nlta:
             continue
-        mean = data.mean()
+        x = data.astype(np.float64)
+        mean = x.mean()
         if np.isfinite(mean):  # one pass instead of an isfinite mask (counts never overflow a float64 sum)
-            x = data - mean
+            x -= mean
         else:  # the CF copy gets the mean in place of NaN/inf; the windows that hold them are rejected later
-            finite = np.isfinite(data)
-            x = np.where(finite, data, np.nanmean(data[finite]) if finite.any() else 0.0)
+            finite = np.isfinite(x)
+            x[~finite] = x[finite].mean() if finite.any() else 0.0
             x -= x.mean()
         if params.trigger_band_hz is not None:
             fmin, fmax = params.trigger_band_hz
@@ -486,6 +491,7 @@ def cut_station_day(sd: StationDay, params: CutParams, inventory: Any = None) ->
             return empty(rejects)
         comps[letter] = _Component(letter, ch, np.array([t0 for t0, _ in segs], np.int64),
                                    [d for _, d in segs], bad, params.sampling_rate_hz)
+    del traces  # the raw (integer) traces: comps hold the data now
     codes = ",".join(picked[c] for c in params.components)
     trig = comps[params.trig_comps[0]]  # its sample grid anchors regular windows
     trig_spans = sorted((s for s in spans if s[1] == trig.channel), key=lambda s: (s[2], s[0]))
