@@ -40,10 +40,13 @@ class SeisbenchSummary:
     windows: int
     rejects: int
     seconds: float
+    rejects_path: str = ""
 
     def __str__(self) -> str:
-        return (f"{self.archive}: {self.windows} of {self.traces} traces written ({self.rejects} rejects listed) "
-                f"in {self.seconds:.1f} s")
+        out = f"{self.archive}: {self.windows} of {self.traces} traces written in {self.seconds:.1f} s"
+        if self.rejects:
+            out += f"\n  {self.rejects} rejects listed in {self.rejects_path}"
+        return out
 
 
 def find_chunks(path: str) -> list[tuple[str, str, str]]:
@@ -266,7 +269,7 @@ def ingest_seisbench(path: str, out: str, *, label_column: str | None = "trace_c
                                   code, src_order_default)
                     bar.update(len(df))
     w.close()
-    return SeisbenchSummary(str(out), total, w.n, w.n_rejects, time.perf_counter() - t_start)
+    return SeisbenchSummary(str(out), total, w.n, w.n_rejects, time.perf_counter() - t_start, w.rejects_path)
 
 
 def _count_rows(chunks, block_rows: int) -> int:

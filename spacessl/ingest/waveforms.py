@@ -54,11 +54,16 @@ class IngestSummary:
     rejects: int
     files: int
     seconds: float
+    rejects_path: str = ""
 
     def __str__(self) -> str:
         rate = (self.station_days - self.resumed_from) / self.seconds if self.seconds > 0 else float("nan")
-        return (f"{self.archive}: {self.windows} windows from {self.station_days} station-days in {self.files} "
-                f"files ({self.rejects} rejects listed); {self.seconds:.1f} s, {rate:.2f} station-days/s")
+        out = (f"{self.archive}: {self.windows} windows from {self.station_days} station-days in {self.files} "
+               f"files; {self.seconds:.1f} s, {rate:.2f} station-days/s"
+               + (f" (resumed at station-day {self.resumed_from})" if self.resumed_from else ""))
+        if self.rejects:
+            out += f"\n  {self.rejects} rejects listed in {self.rejects_path}"
+        return out
 
 
 def ingest_waveforms(sources: Sequence[str], out: str, *, trigger: str = "recursive", sta_s: float = 0.5,
@@ -187,7 +192,7 @@ def ingest_waveforms(sources: Sequence[str], out: str, *, trigger: str = "recurs
         writer.close()
         staging.remove()
         return IngestSummary(str(out), n, resumed_from, writer.n, writer.n_rejects, len(manifest["files"]),
-                             time.perf_counter() - t_start)
+                             time.perf_counter() - t_start, writer.rejects_path)
     finally:
         if started_ray:
             ray.shutdown()

@@ -162,3 +162,13 @@ def test_errors_name_the_problem(tmp_path):
     root, _, _ = write_plain(tmp_path / "ds")
     with pytest.raises(SpacesslError, match="label column 'source_type' is not in"):
         ingest_seisbench(str(root), str(tmp_path / "x.zarr"), label_column="source_type")
+
+
+def test_cli_ingest_seisbench(tmp_path, capsys):
+    from spacessl.cli import main
+
+    root, _, _ = write_plain(tmp_path / "ds", n=5)
+    assert main(["ingest", "seisbench", str(root), str(tmp_path / "cli.zarr"), "--label-column",
+                 "trace_category", "--samples", "500", "--quiet"]) == 0
+    assert "5 of 5 traces written" in capsys.readouterr().out
+    assert open_archive(str(tmp_path / "cli.zarr")).sample_shape == (3, 500)

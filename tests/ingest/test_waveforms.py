@@ -231,3 +231,18 @@ def test_kill_and_resume_gives_the_same_archive(ray_cluster, busy_network, tmp_p
     assert s.resumed_from < s.station_days
     assert_same(content(ref), content(out))
     assert not Path(str(out).replace(".zarr", ".staging")).exists()
+
+
+def test_cli_ingest_waveforms(network, tmp_path, capsys):
+    from spacessl.cli import main
+
+    out = tmp_path / "cli.zarr"
+    rc = main(["ingest", "waveforms", str(network / "S1.0.mseed"), str(network / "S1.1.mseed"), str(out),
+               "--no-ray", "--quiet", "--trigger-component", "Z", "--window", "8", "--pre", "1"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "6 windows from 2 station-days" in printed
+    a = open_archive(str(out))
+    assert a.sample_shape == (3, 800) and a.attrs["ingest"]["trigger_component"] == "Z"
+    assert main(["ingest", "waveforms", str(network), str(out), "--no-ray", "--quiet"]) == 2  # exists
+    assert "--overwrite" in capsys.readouterr().err
