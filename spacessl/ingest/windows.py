@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from spacessl.errors import SpacesslError
-from spacessl.ingest.stationday import DAY_NS, StationDay
+from spacessl.ingest.stationday import StationDay
 
 TRIGGERS = ("recursive", "classic", "none")
 RESPONSE_UNITS = {"VEL": "m/s", "DISP": "m", "ACC": "m/s**2"}
