@@ -194,6 +194,28 @@ def preflight(model_uri: str, archive: Any, tracking_uri: str | None) -> dict[st
     return info
 
 
+def check_output(out_url: str, *, overwrite: bool, provenance: dict[str, Any]) -> None:
+    """Fail early (before actors start) when ``out_url`` is a complete store, or an unfinished one from another
+    model or archive, and ``overwrite`` is not set. The store's writer checks again when it opens."""
+    from spacessl.archive import store as st
+    from spacessl.embed.store import open_embeddings
+
+    if overwrite or not st.exists(out_url):
+        return
+    try:
+        attrs = open_embeddings(out_url, require_complete=False).attrs
+    except SpacesslError as exc:
+        raise EmbedJobError(f"{out_url} exists and is not an embeddings store ({exc}); choose another --out or "
+                            "pass --overwrite") from None
+    if attrs.get("complete"):
+        raise EmbedJobError(f"{out_url} is a complete embeddings store; pass --overwrite to replace it")
+    diffs = [k for k, v in provenance.items() if attrs.get(k) != v]
+    if diffs:
+        raise EmbedJobError(f"{out_url} is an unfinished embeddings store made with another {', '.join(diffs)} "
+                            f"({', '.join(str(attrs.get(k)) for k in diffs)}); rerun with the same --model and "
+                            "--archive to resume it, or pass --overwrite")
+
+
 def _user_error(exc: BaseException) -> BaseException:
     """The spacessl error inside a Ray task error (so the CLI prints its message, not a remote traceback)."""
     cause = getattr(exc, "cause", None)
@@ -253,6 +275,9 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
     if archive.n == 0:
         raise EmbedJobError(f"{archive_url} holds no samples; nothing to embed")
     preflight(model_uri, archive, tracking_uri)
+    fingerprint = archive.fingerprint()
+    check_output(out_url, overwrite=overwrite, provenance={"model_uri": model_uri, "archive_url": archive_url,
+                                                            "archive_fingerprint": fingerprint})
     t0 = time.perf_counter()
     started = _ray_init(ray_address)
     actors: list[Any] = []
@@ -274,7 +299,7 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
             raise _user_error(exc) from None
         startup_s = time.perf_counter() - t0
         attrs = {"model_uri": model_uri, "run_id": desc["run_id"], "archive_url": archive_url,
-                 "archive_fingerprint": archive.fingerprint(), "model_info": desc["info"]}
+                 "archive_fingerprint": fingerprint, "model_info": desc["info"]}
         writer = EmbeddingsWriter(out_url, n=archive.n, dim=int(desc["dim"]), dtype=dtype,
                                   chunk_size=archive.chunk_size, shard_chunks=archive.shard_chunks, attrs=attrs,
                                   overwrite=overwrite)

@@ -39,7 +39,7 @@ def test_plan_workers():
         plan_workers(10, cpus=2, gpus=0, workers=0)
 
 
-def test_kill_and_resume_is_identical(ray_cluster, tmp_path):
+def test_kill_and_resume_is_identical(ray_cluster, tmp_path, capsys):
     """SIGKILL the job partway, rerun it: finished shards are skipped and the vectors equal an uninterrupted run's
     bit for bit."""
     archive = make_image_archive(tmp_path / "a.zarr", n=384, size=32, chunk_size=16, shard_chunks=2)  # 12 shards
@@ -80,11 +80,13 @@ def test_kill_and_resume_is_identical(ray_cluster, tmp_path):
     assert got.tobytes() == vectors.tobytes()
 
     # a complete store is not replaced unless asked
-    with pytest.raises(Exception, match="(?i)exist|complete|overwrite"):
-        embed_archive(ckpt, archive, str(out_url), batch_size=16, progress=False)
+    from spacessl.cli import main
+
+    assert main(["embed", "--model", ckpt, "--archive", archive, "--out", str(out_url), "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
 
 
-def test_bad_model_fails_before_any_actor_starts(tmp_path):
+def test_bad_input_fails_before_any_actor_starts(tmp_path):
     from spacessl.embed.embedder import EmbedError
     from spacessl.train.checkpoint import CheckpointError
 
@@ -100,3 +102,15 @@ def test_bad_model_fails_before_any_actor_starts(tmp_path):
     with pytest.raises(EmbedJobError, match="dtype"):
         embed_archive(rgb, archive, str(tmp_path / "e.zarr"), dtype="int8", progress=False)
     assert not (tmp_path / "e.zarr").exists()
+
+    # an unfinished store from another model is not resumed with this one
+    from spacessl.archive import open_archive
+    from spacessl.embed.store import EmbeddingsWriter
+
+    a = open_archive(archive)
+    EmbeddingsWriter(str(tmp_path / "e.zarr"), n=16, dim=32, dtype="float32", chunk_size=16, shard_chunks=16,
+                     attrs={"model_uri": "models:/other/1", "archive_url": archive,
+                            "archive_fingerprint": a.fingerprint()})
+    ok = save_tiny_encoder(tmp_path / "ok")
+    with pytest.raises(EmbedJobError, match="another model_uri .*models:/other/1.* --overwrite"):
+        embed_archive(ok, archive, str(tmp_path / "e.zarr"), progress=False)
