@@ -105,6 +105,9 @@ class CutParams:
             lo, hi = self.trigger_band_hz
             if not 0 < lo < hi:
                 raise SpacesslError(f"trigger band must be 0 < fmin < fmax, got {self.trigger_band_hz}")
+            if lo >= 0.5 * self.sampling_rate_hz:
+                raise SpacesslError(f"trigger band fmin={lo} Hz is not below the Nyquist frequency of --resample "
+                                    f"{self.sampling_rate_hz} Hz; lower it or pass --no-trigger-filter")
         if self.remove_response and self.response_output not in RESPONSE_UNITS:
             raise SpacesslError(f"response output {self.response_output!r} is not one of {list(RESPONSE_UNITS)}")
 
@@ -385,7 +388,7 @@ def _read(sd: StationDay, params: CutParams) -> tuple[list, list[tuple[str, int,
             rejects.append((ref.path, READ_WARNING, ("readable data kept; " + "; ".join(msgs))[:500]))
         for tr in st:
             s = tr.stats
-            if (f"{s.network}.{s.station}.{s.location}" != sd.source or s.npts == 0
+            if (f"{s.network}.{s.station}.{s.location}" != sd.source or s.npts == 0 or not s.sampling_rate > 0
                     or not any(fnmatchcase(s.channel, p) for p in patterns)):
                 continue
             traces.append(tr)
