@@ -2,7 +2,8 @@
 
 Steps (memory bounded by the training sample plus the largest cluster's catalog columns):
 
-1. a uniform sample of up to ``train_size`` embeddings (streamed ids, :func:`~spacessl.evaluate.sample.uniform_positions`);
+1. a uniform sample of up to ``train_size`` embeddings (streamed ids,
+   :func:`~spacessl.evaluate.sample.uniform_positions`);
 2. with ``k="auto"``, k chosen on up to ``auto_size`` of them by the cosine silhouette
    (:func:`~spacessl.evaluate.clustering.choose_k`);
 3. spherical FAISS k-means on the sample (GPUs when FAISS sees them);

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ def tsne_2d(x: np.ndarray, *, seed: int = 0, perplexity: float = 30.0, pca_dim: 
     """(N, D) → (N, 2): L2-normalise, PCA to ``pca_dim``, then t-SNE."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     x = l2_normalize(x)
     n = len(x)
@@ -41,8 +43,11 @@ def tsne_2d(x: np.ndarray, *, seed: int = 0, perplexity: float = 30.0, pca_dim: 
     dim = min(pca_dim, x.shape[1], n)
     z = PCA(n_components=dim, random_state=seed).fit_transform(x)
     perp = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
-    return TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed,
-                learning_rate="auto").fit_transform(z).astype(np.float32)
+    # OpenMP threads that busy-wait on a shared, oversubscribed node slow t-SNE down by an order of magnitude;
+    # half the cores keeps it fast on an idle machine too
+    with threadpool_limits(limits=max(1, (os.cpu_count() or 2) // 2)):
+        return TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed,
+                    learning_rate="auto").fit_transform(z).astype(np.float32)
 
 
 @dataclass
@@ -62,7 +67,8 @@ class MapReport:
 
 
 def _colours(color: str, meta: dict[str, np.ndarray], names: list[str] | None, vectors: np.ndarray,
-             clusters_path: str | None, ids: np.ndarray, seed: int, k: int | None) -> tuple[np.ndarray, list[str], bool]:
+             clusters_path: str | None, ids: np.ndarray, seed: int,
+             k: int | None) -> tuple[np.ndarray, list[str], bool]:
     """(values (N,), category names, categorical?)."""
     if color == "label":
         lab = np.asarray(meta.get("label", np.full(len(ids), -1)), dtype=np.int64)

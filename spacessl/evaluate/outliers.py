@@ -8,9 +8,9 @@ k-NN distance outlier detection (Ramaswamy et al., SIGMOD 2000).
 
 Search: exact (FAISS ``IndexFlatIP``) over the embeddings for sets up to ``exact_max`` rows (source and time
 of every row read from the archive: 12 bytes a row), else through the sharded index built by ``spacessl index``
-(source and time from the index's memory-mapped per-id columns). Each query asks for ``k + margin`` neighbours; a query whose
-neighbours are mostly its own near-duplicates is searched again with a doubled width until k valid neighbours are
-found. Memory: the ``top`` best rows kept in a running merge, plus one query block.
+(source and time from the index's memory-mapped per-id columns). Each query asks for ``k + margin`` neighbours;
+a query whose neighbours are mostly its own near-duplicates is searched again, four times wider, until k valid
+neighbours are found. Memory: the ``top`` best rows kept in a running merge, plus one query block.
 """
 
 from __future__ import annotations

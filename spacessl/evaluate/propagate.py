@@ -13,7 +13,8 @@ seed of a class, and it becomes a candidate of that class when the score reaches
 The search widens (×4) until every seed's last result falls below the threshold or ``max_candidates`` is
 reached. A sample that passes for several classes goes to the class it is most similar to; seeds themselves are
 left out. Output: ``candidates.csv`` / ``.parquet`` (id, time, source, origin, label (the archive's, if any),
-class, score, seed_id, rank) and, for waveform archives, ``candidates.xml`` (QuakeML, :mod:`~spacessl.evaluate.quakeml`).
+class, score, seed_id, rank) and, for waveform archives, ``candidates.xml`` (QuakeML,
+:mod:`~spacessl.evaluate.quakeml`).
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 
 def row_keys(ids: np.ndarray, seed: int = 0) -> np.ndarray:
     """Pseudo-random uint64 key (N,) of each row id: the same id and seed always give the same key."""
-    return splitmix64(np.asarray(ids, dtype=np.int64).astype(np.uint64) ^ np.uint64(seed * 0x632BE59BD9B4E019 & 0xFFFFFFFFFFFFFFFF))
+    salt = np.uint64((int(seed) * 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF)
+    return splitmix64(np.asarray(ids, dtype=np.int64).astype(np.uint64) ^ salt)
 
 
 def quotas(counts: np.ndarray, max_n: int, min_per_class: int = 10) -> np.ndarray:
