@@ -73,11 +73,12 @@ class EmbedReport:
         return self.samples_embedded / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
+        work = max(1e-9, self.seconds - self.startup_s)
         head = (f"{self.url}: {self.n} vectors of {self.dim} × {self.dtype}; embedded {self.samples_embedded} "
-                f"samples ({self.shards_embedded} shards) in {self.seconds:.1f} s = {self.samples_per_s:.0f} "
-                f"samples/s on {self.workers} {self.device} worker(s)")
-        if self.device == "cpu":
-            head += f" × {self.threads_per_worker} thread(s)"
+                f"samples ({self.shards_embedded} shards) in {self.seconds:.1f} s on {self.workers} {self.device} "
+                f"worker(s)" + (f" × {self.threads_per_worker} thread(s)" if self.device == "cpu" else "")
+                + f"\n  start-up (Ray, actors, model load) {self.startup_s:.1f} s, then "
+                f"{self.samples_embedded / work:.0f} samples/s")
         if self.shards_skipped:
             head += f"\n  resumed: {self.shards_skipped} of {self.num_shards} shards were already done"
         return head + f"\n  model {self.attrs.get('model_uri')} (run {self.attrs.get('run_id') or '-'})"

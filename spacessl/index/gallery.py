@@ -57,6 +57,8 @@ def draw(result: Any, archive: Any, path: str | Path, *, columns: int = 5) -> Pa
     if q.get("file"):
         q_caption += f"\n{Path(q['file']).name}"
     q_caption += "".join(f"\n{q[key]}" for key in ("time", "source") if q.get(key))
+    if q.get("label"):
+        q_caption += f"  [{q['label']}]"
     tiles.append((None if result.query_sample is None else result.query_sample[0], q_caption))
     for r, sample in zip(result.results, neighbours):
         caption = f"#{r['rank']}  d={r['distance']:.3f}\n{r['time'] or ''}\n{r['source'] or ''}"

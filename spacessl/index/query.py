@@ -94,7 +94,7 @@ def parse_time(value: str | int | dt.datetime | np.datetime64 | None) -> int | N
 
 
 def iso_utc(ns: int | None) -> str | None:
-    """ns since the epoch → "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" (UTC)."""
+    """ns since the epoch → "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" (UTC; microseconds shown when not zero)."""
     if ns is None:
         return None
     ns = int(ns)
@@ -102,7 +102,7 @@ def iso_utc(ns: int | None) -> str | None:
     t = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=sec, microseconds=rem // 1000)
     text = t.strftime("%Y-%m-%dT%H:%M:%S")
     if rem:
-        text += f".{rem // 1000:06d}".rstrip("0")
+        text += f".{rem // 1000:06d}"
     return text + "Z"
 
 
@@ -139,7 +139,7 @@ class QueryResult:
     def table(self) -> str:
         """A plain-text table: rank, id, distance, time, source, label, origin."""
         cols = ["rank", "id", "distance", "time", "source", "label", "origin"]
-        rows = [[str(r["rank"]), str(r["id"]), f"{r['distance']:.4f}", r["time"] or "-", r["source"] or "-",
+        rows = [[str(r["rank"]), str(r["id"]), f"{max(r['distance'], 0.0):.4f}", r["time"] or "-", r["source"] or "-",
                  r["label"] or "-", r["origin"] or "-"] for r in self.results]
         widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
         right = {0, 1, 2}
@@ -154,6 +154,8 @@ class QueryResult:
             head += f", {q['time']}"
         if q.get("source"):
             head += f", {q['source']}"
+        if q.get("label"):
+            head += f" [{q['label']}]"
         if not rows:
             lines.append("(no sample passes the filters)")
         return head + "\n" + "\n".join(line.rstrip() for line in lines)
