@@ -301,6 +301,8 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
         startup_s = time.perf_counter() - t0
         attrs = {"model_uri": model_uri, "run_id": desc["run_id"], "archive_url": archive_url,
                  "archive_fingerprint": fingerprint, "model_info": desc["info"]}
+        if tracking_uri:
+            attrs["tracking_uri"] = tracking_uri  # where queries find the model again
         writer = EmbeddingsWriter(out_url, n=archive.n, dim=int(desc["dim"]), dtype=dtype,
                                   chunk_size=archive.chunk_size, shard_chunks=archive.shard_chunks, attrs=attrs,
                                   overwrite=overwrite)

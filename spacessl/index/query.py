@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -254,7 +255,8 @@ def query(index_dir: Any, *, id: int | None = None, file: str | Path | None = No
         label: only results with this label (name or code; -1 = unlabelled).
         dedup: at most one result per source within ± this duration ("30s", "5min", "2h"; None/"0" = off).
         model_uri: encoder for a file query (default: the one recorded by the index / embeddings store).
-        tracking_uri: MLflow store for models:/ and runs:/ URIs.
+        tracking_uri: MLflow store for models:/ and runs:/ URIs (default: $MLFLOW_TRACKING_URI, else the store
+            the embedding job recorded, else the local store).
     """
     from spacessl.embed.store import open_embeddings
     from spacessl.index.search import ShardedIndex
@@ -300,6 +302,8 @@ def query(index_dir: Any, *, id: int | None = None, file: str | Path | None = No
         uri = model_uri or manifest.get("model_uri") or emb.attrs.get("model_uri")
         if not uri:
             raise QueryError(f"{index_dir} records no model URI; pass model_uri / --model")
+        if tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI"):
+            tracking_uri = emb.attrs.get("tracking_uri")  # the store the embedding job loaded the model from
         embedder = _embedder(uri, archive, tracking_uri)
         vec = embedder(qs.sample)[0]
         if vec.shape[0] != emb.dim:

@@ -114,3 +114,34 @@ def test_bad_input_fails_before_any_actor_starts(tmp_path):
     ok = save_tiny_encoder(tmp_path / "ok")
     with pytest.raises(EmbedJobError, match="another model_uri .*models:/other/1.* --overwrite"):
         embed_archive(ok, archive, str(tmp_path / "e.zarr"), progress=False)
+
+
+@pytest.mark.slow
+def test_registered_model_from_mlflow(ray_cluster, mlflow_server, tmp_path):
+    """models:/NAME@alias: the actors load the model from the tracking server; the store records the run."""
+    import torch
+
+    from spacessl import tracking
+    from spacessl.models.encoders import build_encoder
+
+    archive = make_image_archive(tmp_path / "a.zarr", n=48, size=32, chunk_size=16)
+    torch.manual_seed(0)
+    enc = build_encoder("auto", modality="image", in_channels=1, embed_dim=16).eval()
+    run_id = tracking.create_run(mlflow_server, "embed-test", "tiny")
+    info = {"encoder": "auto", "modality": "image", "in_channels": 1, "embed_dim": 16}
+    tracking.log_encoder(mlflow_server, run_id, enc, torch.rand(2, 1, 32, 32), info=info,
+                         registered_name="tiny-embed", alias="current")
+    out = tmp_path / "e.zarr"
+    r = embed_archive("models:/tiny-embed@current", archive, str(out), tracking_uri=mlflow_server,
+                      dtype="float16", progress=False)
+    vectors, ids, attrs = _read(out)
+    assert r.samples_embedded == 48 and vectors.dtype == np.float16 and vectors.shape == (48, 16)
+    assert attrs["model_uri"] == "models:/tiny-embed@current" and attrs["run_id"] == run_id
+    assert attrs["tracking_uri"] == mlflow_server and attrs["dtype"] == "float16"
+    from spacessl.archive import open_archive
+    from spacessl.embed.embedder import Embedder
+
+    a = open_archive(archive)
+    local = Embedder(enc, Embedder.load("models:/tiny-embed@current", a, device="cpu",
+                                        tracking_uri=mlflow_server).preprocess)(a.read(0, 48).samples)
+    np.testing.assert_allclose(vectors.astype(np.float32), local, atol=2e-3)
