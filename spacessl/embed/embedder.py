@@ -93,7 +93,7 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        """Embedding width D (probed once with a zero sample when the model info does not record it)."""
+        """Embedding width D, known once :meth:`probe` or a first batch has run."""
         if self._dim is None:
             raise EmbedError("the embedding width is unknown until probe() or a first batch has run")
         return self._dim
