@@ -30,8 +30,8 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import ndtri
 
 from spacessl.errors import SpacesslError
-from spacessl.synth.allsky import (REFERENCE_SIZE, SITES, Camera, Field1D, Field2D, NoiseTexture, RadialLift,
-                                   StarCatalogue, airmass, altaz_to_radec, expose, galactic_latitude,
+from spacessl.synth.allsky import (FULL_SCALE_DN, REFERENCE_SIZE, SITES, Camera, Field1D, Field2D, NoiseTexture,
+                                   RadialLift, StarCatalogue, airmass, altaz_to_radec, expose, galactic_latitude,
                                    local_sidereal_time_rad, make_camera, make_star_catalogue, render_stars,
                                    splat_points, van_rhijn)
 
@@ -40,7 +40,7 @@ RARE = "rare"
 CADENCE_S = 3.0  #: THEMIS ASI frame cadence
 _RARE_HOSTS = ("arc", "diffuse", "clear")
 #: least brightness of an aurora form relative to the airglow behind it (99.5th percentile over the sky)
-_MIN_CONTRAST = {"arc": 1.0, "discrete": 2.0, "diffuse": 0.6}
+_MIN_CONTRAST = {"arc": 2.0, "discrete": 3.0, "diffuse": 0.6}
 _NIGHT_HALF_S = 5 * 3600
 
 
@@ -153,6 +153,7 @@ class _Arc:
         y_c = rng.uniform(-300, 300)
         spacing = rng.uniform(35, 170)
         self.tilt = np.deg2rad(rng.uniform(-12, 12))
+        curv = rng.uniform(-150, 150) / 600.0 ** 2  # arcs of one system are roughly parallel
         self.arcs = []
         for a in range(n_arcs):
             taper = None
@@ -161,15 +162,15 @@ class _Arc:
                 taper = (-sign * rng.uniform(-450, -100), rng.uniform(80, 300), sign)
             self.arcs.append(dict(
                 y0=y_c + (a - (n_arcs - 1) / 2) * spacing + rng.normal(0, 15), width=rng.uniform(4, 16),
-                amp=rng.uniform(3.0, 18.0) * (0.55 ** a if rng.random() < 0.5 else 1.0),
-                curv=rng.uniform(-150, 150) / 600.0 ** 2,
-                wave=Field1D(rng, 5, 150, 900, velocity_km_s=rng.uniform(-2, 2)), wave_amp=rng.uniform(0, 22),
+                amp=rng.uniform(5.0, 25.0) * (0.55 ** a if rng.random() < 0.5 else 1.0),
+                curv=curv + rng.normal(0, 15) / 600.0 ** 2,
+                wave=Field1D(rng, 5, 150, 900, velocity_km_s=rng.uniform(-2, 2)), wave_amp=rng.uniform(0, 15),
                 along=Field1D(rng, 6, 80, 500), along_amp=rng.uniform(0.1, 0.4), taper=taper))
         self.vy = rng.uniform(-0.5, 0.5)
         self.profile = _profile(rng.uniform(100, 115), rng.uniform(60, 120), rng.uniform(15, 35))
         self.glow = None
-        if rng.random() < 0.3:  # weak diffuse glow equatorward of the arcs
-            self.glow = (y_c - rng.uniform(100, 300), rng.uniform(150, 350), rng.uniform(0.15, 0.5))
+        if rng.random() < 0.15:  # weak diffuse glow equatorward of the arcs
+            self.glow = (y_c - rng.uniform(100, 300), rng.uniform(150, 350), rng.uniform(0.1, 0.3))
 
     def __call__(self, cam: Camera, t: float) -> np.ndarray:
         x0, y0, fp = cam.layer(self.profile[0])
@@ -199,11 +200,11 @@ class _Discrete:
         self.forms = []
         for _ in range(int(rng.choice([1, 2], p=[0.6, 0.4]))):
             self.forms.append(dict(
-                y0=rng.uniform(-250, 250), width=rng.uniform(4, 12), amp=rng.uniform(10, 45),
+                y0=rng.uniform(-250, 250), width=rng.uniform(4, 12), amp=rng.uniform(15, 60),
                 curv=rng.uniform(-200, 200) / 600.0 ** 2,
                 w1=Field2D(rng, 7, 140, 550, velocity_km_s=tuple(rng.uniform(-1.5, 1.5, 2)), omega_rad_s=0.02),
                 w2=Field2D(rng, 7, 140, 550, velocity_km_s=tuple(rng.uniform(-1.5, 1.5, 2)), omega_rad_s=0.02),
-                a1=rng.uniform(60, 190), a2=rng.uniform(40, 160),
+                a1=rng.uniform(100, 220), a2=rng.uniform(80, 200),
                 rays=Field1D(rng, 12, 6, 45, slope=0.3, velocity_km_s=rng.uniform(-3, 3)),
                 ray_amp=rng.uniform(0.6, 1.0), along=Field1D(rng, 6, 60, 400), along_amp=rng.uniform(0.3, 0.6)))
         self.profile = _profile(rng.uniform(95, 110), rng.uniform(120, 250), rng.uniform(35, 90))
@@ -321,10 +322,12 @@ class _Scene:
         self.cloud = NoiseTexture(rng, rng.uniform(80, 200) * sc, slope=rng.uniform(1.6, 2.1), texels=256,
                                   velocity_km_s=wind, morph_rad_s=0.01)
         self.cloud_fine = NoiseTexture(rng, rng.uniform(4, 10) * sc, slope=1.4, velocity_km_s=wind, morph_rad_s=0.02)
-        coverage = rng.uniform(0.45, 1.0)
+        coverage = rng.uniform(0.5, 1.0)
         self.cloud_thr = float(ndtri(1 - coverage)) if coverage < 0.999 else -5.0
-        self.tau_max = rng.uniform(1.2, 4.0)
-        self.cloud_lum = math.exp(rng.uniform(math.log(0.4), math.log(4.0)))
+        self.tau_max = rng.uniform(1.5, 4.0)
+        # lit clouds (town light, moonlight, aurora from below) or dark ones that block the airglow
+        self.cloud_lum = math.exp(rng.uniform(math.log(1.8), math.log(5.0)) if rng.random() < 0.7
+                                  else rng.uniform(math.log(0.1), math.log(0.5)))
         if rng.random() < 0.4:  # aurora glimpsed through the clouds
             self.aurora = _Diffuse(rng) if rng.random() < 0.5 else _Arc(rng)
             self.aurora_scale = rng.uniform(0.2, 0.6)
@@ -525,7 +528,9 @@ def write_aurora_archive(out: str, n: int = 5000, size: int = 128, seed: int = 0
 
     names = label_names(rare_fraction)
     attrs = {"synthetic": "aurora", "synthetic_seed": int(seed), "rare_fraction": float(rare_fraction),
-             "cadence_s": CADENCE_S, "full_scale_dn": 16383, "episode_frames": [int(v) for v in episode_frames]}
+             "cadence_s": CADENCE_S, "episode_frames": [int(v) for v in episode_frames],
+             "max_value": float(FULL_SCALE_DN),  # 14-bit full scale: what Preprocess maps to 1.0
+             "fov_radius": 1.0}  # the sky lies inside the inscribed circle; Preprocess zeroes the corners
     with ArchiveWriter(out, modality="image", sample_shape=(1, size, size), dtype="uint16", units="DN",
                        channels=["gray"], label_names=names, chunk_size=chunk_size, shard_chunks=shard_chunks,
                        extra_meta={"night": "int32", "episode": "int32"}, attrs=attrs, overwrite=overwrite) as w:

@@ -122,6 +122,7 @@ def test_archive_is_written_and_resumes_identically(tmp_path, monkeypatch):
                                shard_chunks=2, rare_fraction=0.05, progress=False)
     a = open_archive(ref)
     assert a.n == 70 and a.sample_shape == (1, 32, 32) and a.label_names == label_names(0.05)
+    assert a.attrs["max_value"] == FULL_SCALE_DN and a.attrs["fov_radius"] == 1.0  # read by Preprocess
     b = a.read(0, 70)
     assert set(b.meta) >= {"time_ns", "label", "source", "origin", "night", "episode"}
     assert np.bincount(b.meta["label"], minlength=7).tolist() == [11, 11, 11, 11, 11, 11, 4]
