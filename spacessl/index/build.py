@@ -1,27 +1,23 @@
 """Build a sharded FAISS index from an embeddings store, tune it to a recall target, and grow it.
 
-Layout of an index folder::
+The folder layout and manifest are described in :mod:`spacessl.index.layout`. The base index (OPQ, coarse
+quantizer, PQ codebooks) is trained once on a sample and saved as ``trained.faiss``; every embeddings shard is then
+added to a copy of it, in parallel threads (FAISS releases the GIL), and written as its own file without the
+coarse quantizer, which all shards share. Shard files are written atomically (temporary name, then rename); a killed
+build is resumed by running it again: the trained index and finished shard files are reused, and the result is the
+same as an uninterrupted build. The manifest is written last. On a machine with GPUs
+(``faiss.get_num_gpus() > 0``) the k-means of the coarse quantizer runs on all of them.
 
-    IDX/
-      manifest.json            format version, metric, dim, kind, factory, parameters, shard files and id ranges,
-                               model URI, embeddings / archive URLs, tuned search parameters, measured recall@10
-                               and latency
-      trained.faiss            the trained, empty index (coarse quantizer, OPQ, PQ codebooks): trained once
-      shards/shard-00000.faiss one index per embeddings shard, holding that shard's vectors with global ids
-      meta/time_ns.npy         (N,) int64   per-id metadata for filters, memory-mapped at search time
-      meta/source.npy          (N,) int32   codes into meta/sources.json
-      meta/label.npy           (N,) int16
-      meta/sources.json
-
-Shard files are written atomically (temporary name, then rename) in parallel threads (FAISS releases the GIL); a
-killed build is resumed by running it again: the trained index and finished shard files are reused. The manifest is
-written last. On a machine with GPUs (``faiss.get_num_gpus() > 0``) k-means training runs on all GPUs.
+Tuning raises nprobe (IVF) or efSearch (HNSW), and for a re-ranked IVF-PQ the re-ranking depth ``k_factor`` once
+nprobe stops paying, until recall@10 against exact search meets the target, on queries held out of training and
+scored leave-one-out (each query is an indexed vector; itself is dropped from both lists, as a query by id does).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -34,10 +30,13 @@ from tqdm import tqdm
 
 from spacessl.embed.store import Embeddings, open_embeddings
 from spacessl.errors import SpacesslError
+from spacessl.index import layout
+from spacessl.index.layout import MANIFEST, TRAINED, TRAINED_REFINE
 from spacessl.index.plan import IndexPlan, choose, parse_bytes
 
-MANIFEST_VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST_VERSION = layout.VERSION
+PLAN_FILE = "plan.json"
+TRAIN_IDS = "train_ids.npy"
 
 
 class IndexBuildError(SpacesslError):
@@ -49,61 +48,81 @@ def gpu_count() -> int:
     return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
 
 
-def _atomic_write_index(index: faiss.Index, path: Path) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.partial")
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, path)
+def make_template(plan: IndexPlan, d: int) -> tuple[faiss.Index, faiss.Index | None]:
+    """Untrained (base index, SQ8 re-ranking index or None) for ``plan``; inner-product metric.
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def make_template(plan: IndexPlan, d: int) -> faiss.Index:
-    """An untrained index for ``plan``, wrapped so that it stores global ids."""
-    base = faiss.index_factory(d, plan.factory, faiss.METRIC_INNER_PRODUCT)
+    An ``OPQ{m}_{D'}`` prefix is built here rather than by the factory, so that its iterations can be set.
+    """
+    factory = plan.factory
+    opq = None
+    head, _, rest = factory.partition(",")
+    if head.startswith("OPQ") and rest:
+        m, _, d_out = head[3:].partition("_")
+        opq = faiss.OPQMatrix(d, int(m), int(d_out or d))
+        if plan.opq_niter:
+            opq.niter = plan.opq_niter
+            opq.niter_pq_0 = min(opq.niter_pq_0, 10)  # first PQ fit inside OPQ (FAISS default 40)
+        opq.max_train_points = min(opq.max_train_points, 256 * 64)
+        inner = faiss.index_factory(int(d_out or d), rest, faiss.METRIC_INNER_PRODUCT)
+        base = faiss.IndexPreTransform(opq, inner)
+    else:
+        base = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+    refine = None
     if plan.refine:
-        refine = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-        base = faiss.IndexRefine(base, refine)
-        base.own_fields = True
-        base.own_refine_index = True
-        refine.this.disown()
-    return faiss.IndexIDMap2(base)
+        refine = faiss.index_factory(d, plan.refine, faiss.METRIC_INNER_PRODUCT)
+    return base, refine
 
 
 def sample_rows(emb: Embeddings, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """About ``size`` rows as (ids, float32 vectors), read as random whole chunks (streaming-friendly)."""
+    """About ``size`` rows as (ids, float32 vectors), spread over the store: random rows of many random chunks (an
+    eighth of each, or an even share of every chunk for a larger sample), one chunk in memory at a time.
+
+    Consecutive rows are near-duplicates (the next frames of one camera), so whole chunks make a clumpy sample: on
+    1,000,000 synthetic vectors with 32-frame events, an IVF4096 quantizer trained on 17 whole chunks needed nprobe 32
+    for recall@10 0.97, one trained on rows spread over all chunks nprobe 8 for 0.99.
+    """
+    size = min(size, emb.n)
     chunk = emb.chunk_size
     n_chunks = -(-emb.n // chunk)
-    order = np.random.default_rng(seed).permutation(n_chunks)
+    rng = np.random.default_rng(seed)
+    per_chunk = int(min(chunk, max(-(-size // n_chunks), -(-chunk // 8))))
     ids, vecs, got = [], [], 0
-    for c in order:
+    for c in rng.permutation(n_chunks):
         i, v = emb.read(int(c) * chunk, min(emb.n, (int(c) + 1) * chunk))
-        ids.append(i)
-        vecs.append(v)
-        got += len(i)
+        take = np.sort(rng.choice(len(i), size=min(len(i), per_chunk, size - got), replace=False))
+        ids.append(i[take])
+        vecs.append(v[take])
+        got += len(take)
         if got >= size:
             break
-    return np.concatenate(ids)[:size], np.ascontiguousarray(np.concatenate(vecs)[:size])
+    return np.concatenate(ids), np.ascontiguousarray(np.concatenate(vecs))
 
 
-def train_template(plan: IndexPlan, emb: Embeddings, seed: int = 0) -> tuple[faiss.Index, np.ndarray]:
-    """Train the template once on a sample; returns it and the training ids (to hold out of tuning queries)."""
-    template = make_template(plan, emb.dim)
-    if plan.kind in ("flat", "hnsw"):
-        return template, np.empty(0, dtype=np.int64)
+def train_template(plan: IndexPlan, emb: Embeddings, seed: int = 0
+                   ) -> tuple[faiss.Index, faiss.Index | None, np.ndarray]:
+    """Train the base (and re-ranking) index once on a sample; returns them and the training ids (kept out of the
+    tuning queries)."""
+    base, refine = make_template(plan, emb.dim)
+    if plan.train_size <= 0 or base.is_trained and refine is None:
+        return base, refine, np.empty(0, dtype=np.int64)
     ids, x = sample_rows(emb, plan.train_size, seed)
-    inner = faiss.downcast_index(template.index)
-    ivf = faiss.extract_index_ivf(inner)
-    if gpu_count() > 0:  # k-means of the coarse quantizer on every GPU
-        clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(ivf.d))
-        ivf.clustering_index = clustering_index
-    ivf.cp.seed = seed
-    ivf.cp.max_points_per_centroid = 256
-    template.train(x)
-    return template, ids
+    ivf = layout.ivf_of(base)
+    if ivf is not None:
+        ivf.cp.seed = seed
+        ivf.cp.niter = plan.kmeans_niter or ivf.cp.niter
+        ivf.cp.max_points_per_centroid = 256
+        if gpu_count() > 0:  # k-means of the coarse quantizer on every GPU (kept alive until trained)
+            gpu_kmeans = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(ivf.d))
+            ivf.clustering_index = gpu_kmeans
+        pq = getattr(ivf, "pq", None)
+        if pq is not None:
+            ivf.do_polysemous_training = False  # only for Hamming-filtered search, which is not used
+            if plan.kmeans_niter:
+                pq.cp.niter = plan.kmeans_niter  # PQ codebooks: same k-means effort as the coarse quantizer
+    base.train(x)
+    if refine is not None:
+        refine.train(x)
+    return base, refine, ids
 
 
 def write_meta(emb: Embeddings, out: Path) -> dict[str, Any]:
@@ -124,27 +143,56 @@ def write_meta(emb: Embeddings, out: Path) -> dict[str, Any]:
         arr.flush()
         del arr
         os.replace(meta_dir / f"{name}.npy.partial", meta_dir / f"{name}.npy")
-    _atomic_write_text(meta_dir / "sources.json", json.dumps(archive.names("source")))
+    layout.atomic_write_text(meta_dir / "sources.json", json.dumps(archive.names("source")))
     return {"columns": list(cols), "n": archive.n, "label_names": archive.label_names}
 
 
-def add_shards(emb: Embeddings, out: Path, shards: list[int], *, workers: int, progress: bool,
+def _shard_entry(s: int, start: int, stop: int, ids: np.ndarray, refine: bool) -> dict[str, Any]:
+    contiguous = len(ids) == 0 or (int(ids[-1]) - int(ids[0]) == len(ids) - 1 and bool(np.all(np.diff(ids) == 1)))
+    return {"shard": s, "file": layout.shard_file(s), "refine_file": layout.refine_file(s) if refine else None,
+            "rows": [start, stop], "count": stop - start,
+            "id_start": int(ids[0]) if len(ids) else start, "id_stop": int(ids[-1]) + 1 if len(ids) else start,
+            "ids_file": None if contiguous else layout.ids_file(s)}
+
+
+def write_shard(out: Path, entry: dict[str, Any], ids: np.ndarray, vectors: np.ndarray) -> None:
+    """Add one shard's (count, D) vectors under local ids 0..count-1 to copies of the trained indexes and write them
+    (re-ranking codes and id map first, the base file last: its existence marks the shard done)."""
+    if entry["ids_file"]:
+        layout.atomic_save_npy(out / entry["ids_file"], np.asarray(ids, dtype=np.int64))
+    if entry["refine_file"]:
+        refine = faiss.read_index(str(out / TRAINED_REFINE))
+        refine.add(vectors)
+        layout.atomic_write_index(refine, out / entry["refine_file"])
+        del refine
+    index = faiss.read_index(str(out / TRAINED))
+    index.add(vectors)
+    swap = layout.detach_quantizer(index)  # the coarse quantizer is shared: not stored per shard
+    layout.atomic_write_index(index, out / entry["file"])
+    if swap is not None:
+        swap.restore()
+    del index
+
+
+def _shard_done(out: Path, entry: dict[str, Any]) -> bool:
+    return (out / entry["file"]).exists() and (not entry["refine_file"] or (out / entry["refine_file"]).exists())
+
+
+def add_shards(emb: Embeddings, out: Path, shards: list[int], *, refine: bool, workers: int, progress: bool,
                rebuild: set[int] | None = None) -> list[dict[str, Any]]:
     """Fill one index file per embeddings shard from trained.faiss, in parallel; finished files are kept."""
-    shard_dir = out / "shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
+    (out / "shards").mkdir(parents=True, exist_ok=True)
     rebuild = rebuild or set()
 
     def one(s: int) -> dict[str, Any]:
-        path = shard_dir / f"shard-{s:05d}.faiss"
         start, stop = emb.shard_range(s)
-        if not path.exists() or s in rebuild:
-            index = faiss.read_index(str(out / "trained.faiss"))
-            ids, vecs = emb.read(start, stop)
-            index.add_with_ids(np.ascontiguousarray(vecs), ids)
-            _atomic_write_index(index, path)
-        return {"file": f"shards/{path.name}", "shard": s, "id_start": start, "id_stop": stop,
-                "count": stop - start}
+        if _shard_done(out, _shard_entry(s, start, stop, np.empty(0), refine)) and s not in rebuild:
+            ids = np.asarray(emb.group["ids"][start:stop])
+            return _shard_entry(s, start, stop, ids, refine)
+        ids, vecs = emb.read(start, stop)
+        entry = _shard_entry(s, start, stop, ids, refine)
+        write_shard(out, entry, ids, np.ascontiguousarray(vecs))
+        return entry
 
     entries = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -154,77 +202,175 @@ def add_shards(emb: Embeddings, out: Path, shards: list[int], *, workers: int, p
     return entries
 
 
-def exact_topk(emb: Embeddings, queries: np.ndarray, k: int) -> np.ndarray:
-    """Exact top-k ids by inner product, streamed over the store's shards with a result heap."""
+def exact_topk(emb: Embeddings, queries: np.ndarray, k: int, shards: list[int] | None = None) -> np.ndarray:
+    """Exact top-k ids (Q, k) by inner product over the store's shards (or the listed ones), one shard at a time."""
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)
-    for ids, vecs in emb.iter_shards():
+    for s in range(emb.num_shards) if shards is None else shards:
+        ids, vecs = emb.read(*emb.shard_range(s))
         sims, local = faiss.knn(queries, vecs, min(k, len(vecs)), metric=faiss.METRIC_INNER_PRODUCT)
-        if sims.shape[1] < k:
-            pad = k - sims.shape[1]
-            sims = np.pad(sims, ((0, 0), (0, pad)), constant_values=-np.inf)
-            local = np.pad(local, ((0, 0), (0, pad)), constant_values=-1)
         gids = np.where(local >= 0, ids[np.clip(local, 0, None)], -1)
-        heap.add_result(sims.astype(np.float32), gids.astype(np.int64))
+        heap.add_result(np.ascontiguousarray(sims, dtype=np.float32), np.ascontiguousarray(gids, dtype=np.int64))
     heap.finalize()
     return heap.I
 
 
+def recall_per_query(found: np.ndarray, truth: np.ndarray, k: int = 10) -> np.ndarray:
+    """(Q,) |found[:k] ∩ truth[:k]| / k per query (ids < 0 never count)."""
+    return np.array([len(set(f[:k].tolist()) & set(t[:k].tolist()) - {-1}) / k for f, t in zip(found, truth)])
+
+
 def recall_at(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
-    """Mean |found[:k] ∩ truth[:k]| / k."""
-    hits = [len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth)]
-    return float(np.mean(hits)) / k
+    """Mean recall@k: mean over queries of |found[:k] ∩ truth[:k]| / k."""
+    r = recall_per_query(found, truth, k)
+    return float(r.mean()) if len(r) else 1.0
+
+
+def drop_self(ids: np.ndarray, qids: np.ndarray, k: int) -> np.ndarray:
+    """Each row of ``ids`` without its query's own id, cut to ``k`` (leave-one-out scoring)."""
+    out = np.full((len(ids), k), -1, dtype=np.int64)
+    for r, (row, q) in enumerate(zip(ids, qids)):
+        kept = row[row != q][:k]
+        out[r, :len(kept)] = kept
+    return out
+
+
+def _next_step(value: int) -> int:
+    """The next of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (powers of two and their 1.5 multiples)."""
+    power = 1 << (max(1, value).bit_length() - 1)
+    return power * 3 // 2 if value < power * 3 // 2 and power >= 2 else power * 2
+
+
+def _next_params(kind: str, params: dict[str, Any], plan: IndexPlan, gain: float | None) -> dict[str, Any] | None:
+    """The next, more accurate (and slower) parameters to try, or None when nothing is left to raise."""
+    p = dict(params)
+    if kind == "hnsw":
+        if p["efSearch"] >= 4096:
+            return None
+        p["efSearch"] *= 2
+        return p
+    kf = p.get("k_factor")
+    if kf is not None and gain is not None and gain < 0.005 and kf < 32 and p["nprobe"] >= 8:
+        p["k_factor"] = kf * 2  # nprobe stopped paying: the re-ranking depth limits recall
+    elif p["nprobe"] < plan.nlist:
+        p["nprobe"] = min(plan.nlist, _next_step(p["nprobe"]))
+        if "quantizer_efSearch" in p:
+            p["quantizer_efSearch"] = max(p["quantizer_efSearch"], p["nprobe"])
+    elif kf is not None and kf < 32:
+        p["k_factor"] = kf * 2
+    else:
+        return None
+    return p
+
+
+def _tuning_queries(emb: Embeddings, entries: list[dict[str, Any]], held_out: np.ndarray, n_queries: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
+    """Rows to query with, and the shards they come from when those shards are left out of the tuning search.
+
+    With two or more shards, whole shards (at most half of them) are held out: their rows query the rest, so a
+    query's own near-duplicates (its neighbouring frames, in the same shard) do not flatter the recall, as for a
+    new sample. With one shard, rows of it query the index leave-one-out (each query's own id dropped).
+    """
+    picked: list[int] = []
+    if len(entries) >= 2:
+        got = 0
+        for j in rng.permutation(len(entries)):
+            if got >= n_queries or len(picked) >= len(entries) // 2:
+                break
+            picked.append(int(entries[j]["shard"]))
+            got += int(entries[j]["count"])
+    pools = [np.arange(*emb.shard_range(s)) for s in picked] or [np.arange(emb.n)]
+    candidates = np.concatenate(pools)
+    if len(held_out) and len(held_out) < len(candidates):
+        candidates = np.setdiff1d(candidates, held_out)  # rows of the training sample stay out
+    rows = np.sort(rng.choice(candidates, size=min(n_queries, len(candidates)), replace=False))
+    return rows, picked
 
 
 def tune(out: Path, emb: Embeddings, plan: IndexPlan, *, recall_target: float, held_out: np.ndarray,
          n_queries: int = 500, seed: int = 1) -> dict[str, Any]:
-    """Raise nprobe / efSearch until recall@10 against exact search meets the target; measure latency."""
+    """Raise nprobe / efSearch (/ k_factor) until recall@10 against exact search meets the target; measure latency.
+
+    A setting meets the target when the one-sided 95 % lower confidence bound of its mean recall@10 (mean − 1.645
+    standard errors over the queries) does, so that new queries meet it too. Returns the chosen parameters, their
+    recall@10 and its bound, single-query latency (median, ms), batch queries/s and the curve of every setting tried.
+    """
     from spacessl.index.search import ShardedIndex
 
     rng = np.random.default_rng(seed)
-    candidates = np.setdiff1d(np.arange(emb.n), held_out) if len(held_out) < emb.n else np.arange(emb.n)
-    qids = np.sort(rng.choice(candidates, size=min(n_queries, len(candidates)), replace=False))
-    queries = np.ascontiguousarray(emb.vectors.vindex[qids].compute().astype(np.float32)) if len(qids) else \
-        np.empty((0, emb.dim), np.float32)
-    k = min(10, emb.n)
-    truth = exact_topk(emb, queries, k)
-    index = ShardedIndex.open(out, manifest_override={"search_params": {}})
-    if plan.kind == "flat":
-        values: list[dict[str, Any]] = [{}]
-    elif plan.kind == "hnsw":
-        values = [{"efSearch": e} for e in (16, 32, 64, 128, 256, 512, 1024)]
-    else:
-        values = [{"nprobe": p, **({"k_factor": plan.search_params.get("k_factor")} if plan.refine else {})}
-                  for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048) if p <= plan.nlist]
-    curve = []
-    chosen = values[-1]
-    for params in values:
+    entries = json.loads((out / MANIFEST).read_text())["shards"]
+    rows, picked = _tuning_queries(emb, entries, held_out, n_queries, rng)
+    qids = np.asarray(emb.group["ids"].get_orthogonal_selection(rows), dtype=np.int64)
+    queries = np.ascontiguousarray(emb.group["vectors"].get_orthogonal_selection((rows, slice(None))),
+                                   dtype=np.float32)
+    searched = [e for e in entries if e["shard"] not in picked]
+    k = int(min(10, max(1, sum(e["count"] for e in searched) - (0 if picked else 1))))
+    extra = 0 if picked else 1  # leave-one-out: one more, then drop the query itself
+    truth = drop_self(exact_topk(emb, queries, k + extra, [e["shard"] for e in searched]), qids, k)
+    index = ShardedIndex.open(out, manifest_override={"search_params": {}, "shards": searched})
+
+    def measure(params: dict[str, Any]) -> tuple[float, float, float]:
         index.set_params(**params)
-        _, found = index.search_raw(queries, k)
-        rec = recall_at(found, truth, k)
-        curve.append({**params, "recall_at_10": round(rec, 4)})
-        if rec >= recall_target:
-            chosen = params
+        t0 = time.perf_counter()
+        _, found = index.search_raw(queries, k + extra)
+        ms = (time.perf_counter() - t0) / max(1, len(queries)) * 1e3
+        per = recall_per_query(drop_self(found, qids, k), truth, k)
+        low = float(per.mean() - 1.645 * per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else float(per.mean())
+        return float(per.mean()), low, ms
+
+    if plan.kind == "flat":
+        params: dict[str, Any] | None = {}
+    elif plan.kind == "hnsw":
+        params = {"efSearch": 16}
+    else:
+        params = {"nprobe": 1, **{key: v for key, v in plan.search_params.items() if key != "nprobe"}}
+    curve: list[dict[str, Any]] = []
+    chosen, best = dict(params), -1.0
+    while params is not None:
+        rec, low, ms = measure(params)
+        curve.append({**params, "recall_at_10": round(rec, 4), "lower_bound": round(low, 4),
+                      "batch_ms_per_query": round(ms, 4)})
+        if low > best + 1e-9:
+            chosen, best = dict(params), low
+        if low >= recall_target or plan.kind == "flat":
+            chosen = dict(params)
             break
-    index.set_params(**chosen)
-    _, found = index.search_raw(queries, k)
-    rec = recall_at(found, truth, k)
+        gain = rec - curve[-2]["recall_at_10"] if len(curve) > 1 else None
+        params = _next_params(plan.kind, params, plan, gain)
+    rec, low, _ = measure(chosen)
     single = queries[: min(100, len(queries))]
-    t0 = time.perf_counter()
+    times = []
     for q in single:
+        t0 = time.perf_counter()
         index.search_raw(q[None], k)
-    latency_ms = (time.perf_counter() - t0) / max(1, len(single)) * 1e3
+        times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     index.search_raw(queries, k)
     qps = len(queries) / max(time.perf_counter() - t0, 1e-9)
-    return {"search_params": chosen, "recall_at_10": round(rec, 4), "latency_ms": round(latency_ms, 3),
+    index.close()
+    scoring = (f"shards {picked} held out as queries against the other {len(searched)}" if picked
+               else "leave-one-out: each query's own id dropped")
+    return {"search_params": chosen, "recall_at_10": round(rec, 4), "recall_lower_bound": round(low, 4),
+            "latency_ms": round(float(np.median(times)) * 1e3, 3) if times else 0.0,
             "batch_qps": round(qps, 1), "queries": int(len(queries)), "target": recall_target,
-            "met_target": rec >= recall_target, "curve": curve}
+            "met_target": low >= recall_target, "scoring": scoring, "curve": curve}
 
 
 def build_index(embeddings_url: str, out_dir: str | Path, *, kind: str = "auto", memory_budget: str = "8GB",
                 recall_target: float = 0.95, overwrite: bool = False, workers: int | None = None,
-                progress: bool = True, seed: int = 0) -> dict[str, Any]:
-    """Build (or resume building) the index of ``embeddings_url`` in ``out_dir``; returns the manifest."""
+                progress: bool = True, seed: int = 0, plan: IndexPlan | None = None,
+                tune_queries: int = 500) -> dict[str, Any]:
+    """Build (or resume building) the index of ``embeddings_url`` in ``out_dir``; returns the manifest.
+
+    Args:
+        embeddings_url: a complete embeddings store (``spacessl embed``).
+        out_dir: index folder to write (local path).
+        kind, memory_budget: passed to :func:`spacessl.index.plan.choose`, unless ``plan`` is given.
+        recall_target: recall@10 the tuning must reach.
+        overwrite: replace a finished index.
+        workers: shards added in parallel (default min(CPUs, 8)).
+        plan: an explicit plan (overrides ``kind`` and ``memory_budget``).
+        tune_queries: held-out queries for tuning.
+    """
     t0 = time.perf_counter()
     emb = open_embeddings(embeddings_url)
     out = Path(out_dir)
@@ -232,44 +378,58 @@ def build_index(embeddings_url: str, out_dir: str | Path, *, kind: str = "auto",
         if not overwrite:
             raise IndexBuildError(f"{out} already holds an index; pass --overwrite to rebuild it, or "
                                   "`spacessl index add` to append new shards")
-        import shutil
         shutil.rmtree(out)
+    elif overwrite and out.exists():
+        shutil.rmtree(out)  # an unfinished build: start over as asked
     out.mkdir(parents=True, exist_ok=True)
-    plan = choose(emb.n, emb.dim, kind=kind, memory_budget=memory_budget)
-    plan_path = out / "plan.json"
-    if (out / "trained.faiss").exists() and plan_path.exists():
+    plan = plan or choose(emb.n, emb.dim, kind=kind, memory_budget=memory_budget)
+    plan_path = out / PLAN_FILE
+    if (out / TRAINED).exists() and plan_path.exists():
         saved = json.loads(plan_path.read_text())
         if saved["plan"] != plan.to_dict() or saved["embeddings_url"] != str(embeddings_url):
-            raise IndexBuildError(f"{out} holds an unfinished build with other settings; pass --overwrite")
-        held_out = np.asarray(saved["train_ids"], dtype=np.int64)
+            raise IndexBuildError(f"{out} holds an unfinished build with other settings (plan or embeddings); "
+                                  "rerun it with the same ones, or pass --overwrite to start over")
+        held_out = np.load(out / TRAIN_IDS)
     else:
-        template, held_out = train_template(plan, emb, seed)
-        _atomic_write_index(template, out / "trained.faiss")
-        _atomic_write_text(plan_path, json.dumps({"plan": plan.to_dict(), "embeddings_url": str(embeddings_url),
-                                                  "train_ids": held_out.tolist()}))
+        base, refine, held_out = train_template(plan, emb, seed)
+        layout.atomic_save_npy(out / TRAIN_IDS, held_out)
+        if refine is not None:
+            layout.atomic_write_index(refine, out / TRAINED_REFINE)
+        layout.atomic_write_index(base, out / TRAINED)
+        layout.atomic_write_text(plan_path, json.dumps({"plan": plan.to_dict(), "embeddings_url": str(embeddings_url)}))
     train_s = time.perf_counter() - t0
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
-    entries = add_shards(emb, out, list(range(emb.num_shards)), workers=workers, progress=progress)
+    entries = add_shards(emb, out, list(range(emb.num_shards)), refine=bool(plan.refine), workers=workers,
+                         progress=progress)
+    add_s = time.perf_counter() - t0 - train_s
     meta = write_meta(emb, out)
     manifest = _manifest(emb, plan, entries, meta, embeddings_url)
     manifest["search_params"] = dict(plan.search_params)
-    _atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))  # provisional, so the index opens
-    manifest["tuning"] = tune(out, emb, plan, recall_target=recall_target, held_out=held_out)
+    layout.atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))  # provisional, so the index opens
+    t1 = time.perf_counter()
+    manifest["tuning"] = tune(out, emb, plan, recall_target=recall_target, held_out=held_out, n_queries=tune_queries)
     manifest["search_params"] = manifest["tuning"]["search_params"]
-    manifest["build_seconds"] = {"train": round(train_s, 2), "total": round(time.perf_counter() - t0, 2)}
+    manifest["build_seconds"] = {"train": round(train_s, 2), "add": round(add_s, 2),
+                                 "tune": round(time.perf_counter() - t1, 2),
+                                 "total": round(time.perf_counter() - t0, 2)}
     manifest["memory_budget_bytes"] = parse_bytes(memory_budget)
-    _atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
+    layout.atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     plan_path.unlink(missing_ok=True)
+    (out / TRAIN_IDS).unlink(missing_ok=True)
     return manifest
 
 
 def _manifest(emb: Embeddings, plan: IndexPlan, entries: list[dict[str, Any]], meta: dict[str, Any],
               embeddings_url: str) -> dict[str, Any]:
+    shards = sorted(entries, key=lambda e: e["shard"])
     return {
-        "format": "spacessl-index", "version": MANIFEST_VERSION, "metric": "inner_product",
-        "distance": "1 - cosine similarity (vectors are unit length)", "dim": emb.dim, "n": emb.n,
+        "format": layout.FORMAT, "version": layout.VERSION, "metric": "inner_product",
+        "distance": "1 - cosine similarity (vectors are unit length)", "dim": emb.dim,
+        "n": int(sum(e["count"] for e in shards)),
         "kind": plan.kind, "factory": plan.factory, "plan": plan.to_dict(),
-        "shards": sorted(entries, key=lambda e: e["shard"]),
+        "trained": TRAINED, "trained_refine": TRAINED_REFINE if plan.refine else None,
+        "shared_quantizer": plan.kind in ("ivf-flat", "ivf-pq"),
+        "shards": shards,
         "model_uri": emb.attrs.get("model_uri"), "run_id": emb.attrs.get("run_id"),
         "embeddings_url": str(embeddings_url), "archive_url": emb.attrs.get("archive_url"),
         "archive_fingerprint": emb.attrs.get("archive_fingerprint"), "meta": meta,
@@ -282,13 +442,12 @@ def add_to_index(index_dir: str | Path, embeddings_url: str, *, workers: int | N
                  progress: bool = True) -> dict[str, Any]:
     """Append the shards of a grown archive's embeddings without retraining.
 
-    ``embeddings_url`` embeds the grown archive with the same model; shards already in the index with the same row
-    count are kept, a shard that grew (the old last one) is rebuilt, and new shards are added from trained.faiss.
+    ``embeddings_url`` embeds the grown archive with the same model; shards already in the index with the same rows
+    are kept, a shard that grew (the old last one) is rebuilt, and new shards are added from trained.faiss. The
+    tuned search parameters are kept (they were measured at the old size; rebuild to re-tune).
     """
     out = Path(index_dir)
-    if not (out / MANIFEST).exists():
-        raise IndexBuildError(f"{out} holds no index (no manifest.json); build one with `spacessl index build`")
-    manifest = json.loads((out / MANIFEST).read_text())
+    manifest = layout.load_manifest(out)
     emb = open_embeddings(embeddings_url)
     if emb.dim != manifest["dim"]:
         raise IndexBuildError(f"{embeddings_url} holds {emb.dim}-d vectors, the index {manifest['dim']}-d ones")
@@ -296,21 +455,23 @@ def add_to_index(index_dir: str | Path, embeddings_url: str, *, workers: int | N
         raise IndexBuildError(f"{embeddings_url} was embedded with {emb.attrs.get('model_uri')}, the index with "
                               f"{manifest['model_uri']}: re-embed with the index's model or build a new index")
     if emb.n < manifest["n"]:
-        raise IndexBuildError(f"{embeddings_url} has {emb.n} rows, fewer than the index's {manifest['n']}")
+        raise IndexBuildError(f"{embeddings_url} has {emb.n} rows, fewer than the index's {manifest['n']}: "
+                              "`index add` only appends; build a new index for a different archive")
     have = {e["shard"]: e for e in manifest["shards"]}
-    rebuild = {s for s, e in have.items() if s < emb.num_shards and emb.shard_range(s)[1] - emb.shard_range(s)[0]
-               != e["count"]}
+    rebuild = {s for s, e in have.items() if s < emb.num_shards and list(emb.shard_range(s)) != e["rows"]}
     todo = [s for s in range(emb.num_shards) if s not in have or s in rebuild]
-    entries = add_shards(emb, out, todo, workers=workers or max(1, min(os.cpu_count() or 1, 8)),
-                         progress=progress, rebuild=rebuild)
+    plan = IndexPlan.from_dict(manifest["plan"])
+    workers = workers or max(1, min(os.cpu_count() or 1, 8))
+    entries = add_shards(emb, out, todo, refine=bool(plan.refine), workers=workers, progress=progress,
+                         rebuild=rebuild)
     merged = {**have, **{e["shard"]: e for e in entries}}
     meta = write_meta(emb, out)
-    plan = IndexPlan(**manifest["plan"])
     new = _manifest(emb, plan, list(merged.values()), meta, embeddings_url)
-    for key in ("search_params", "tuning", "build_seconds", "memory_budget_bytes"):
+    for key in ("search_params", "tuning", "build_seconds", "memory_budget_bytes", "created"):
         if key in manifest:
             new[key] = manifest[key]
-    new["added"] = manifest.get("added", []) + [{"embeddings_url": str(embeddings_url), "shards": todo,
-                                                 "n_before": manifest["n"], "n_after": emb.n}]
-    _atomic_write_text(out / MANIFEST, json.dumps(new, indent=2))
+    new["added"] = manifest.get("added", []) + [{
+        "embeddings_url": str(embeddings_url), "shards": todo, "n_before": manifest["n"], "n_after": new["n"],
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
+    layout.atomic_write_text(out / MANIFEST, json.dumps(new, indent=2))
     return new
