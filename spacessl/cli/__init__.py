@@ -15,6 +15,7 @@ AREAS: list[str] = [
     "ingest",
     "train",
     "embed",
+    "index",
     "query",
     "evaluate",
     "explore",
