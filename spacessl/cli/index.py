@@ -20,6 +20,8 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recall-target", type=float, default=0.95,
                    help="recall@10 against exact search that tuning must reach (default 0.95)")
     p.add_argument("--workers", type=int, default=None, help="shards added in parallel (default min(CPUs, 8))")
+    p.add_argument("--shard-rows", type=int, default=None,
+                   help="vectors per index shard, rounded to whole embeddings shards (default 1048576)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -64,7 +66,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     manifest = build_index(args.embeddings, args.out, kind=args.kind, memory_budget=args.memory_budget,
                            recall_target=args.recall_target, overwrite=args.overwrite, workers=args.workers,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, shard_rows=args.shard_rows)
     print(format_build(manifest))
     print(f"written to {args.out}")
     return 0

@@ -1,9 +1,11 @@
 """Build a sharded FAISS index from an embeddings store, tune it to a recall target, and grow it.
 
 The folder layout and manifest are described in :mod:`spacessl.index.layout`. The base index (OPQ, coarse
-quantizer, PQ codebooks) is trained once on a sample and saved as ``trained.faiss``; every embeddings shard is then
-added to a copy of it, in parallel threads (FAISS releases the GIL), and written as its own file without the
-coarse quantizer, which all shards share. Shard files are written atomically (temporary name, then rename); a killed
+quantizer, PQ codebooks) is trained once on a sample and saved as ``trained.faiss``. An index shard is a run of
+whole embeddings-store shards (about ``shard_rows`` = 2²⁰ vectors: archive shards of a few thousand samples would
+make a billion-sample index of 10⁵ files); each is added to a copy of the trained index, store shard by store shard,
+in parallel threads (FAISS releases the GIL), and written as its own file without the coarse quantizer, which all
+shards share. Shard files are written atomically (temporary name, then rename); a killed
 build is resumed by running it again: the trained index and finished shard files are reused, and the result is the
 same as an uninterrupted build. The manifest is written last. On a machine with GPUs
 (``faiss.get_num_gpus() > 0``) the k-means of the coarse quantizer runs on all of them.
@@ -36,7 +38,6 @@ from spacessl.index.plan import IndexPlan, choose, parse_bytes
 
 MANIFEST_VERSION = layout.VERSION
 PLAN_FILE = "plan.json"
-TRAIN_IDS = "train_ids.npy"
 
 
 class IndexBuildError(SpacesslError):
@@ -73,23 +74,31 @@ def make_template(plan: IndexPlan, d: int) -> tuple[faiss.Index, faiss.Index | N
     return base, refine
 
 
-def sample_rows(emb: Embeddings, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def sample_rows(emb: Embeddings, size: int, seed: int,
+                exclude: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
     """About ``size`` rows as (ids, float32 vectors), spread over the store: random rows of many random chunks (an
-    eighth of each, or an even share of every chunk for a larger sample), one chunk in memory at a time.
+    eighth of each, or an even share of every chunk for a larger sample), one chunk in memory at a time. Rows in
+    ``exclude`` = [lo, hi) are never taken (the tuning block).
 
     Consecutive rows are near-duplicates (the next frames of one camera), so whole chunks make a clumpy sample: on
     1,000,000 synthetic vectors with 32-frame events, an IVF4096 quantizer trained on 17 whole chunks needed nprobe 32
     for recall@10 0.97, one trained on rows spread over all chunks nprobe 8 for 0.99.
     """
-    size = min(size, emb.n)
+    lo, hi = exclude
+    size = min(size, emb.n - (hi - lo))
     chunk = emb.chunk_size
     n_chunks = -(-emb.n // chunk)
     rng = np.random.default_rng(seed)
     per_chunk = int(min(chunk, max(-(-size // n_chunks), -(-chunk // 8))))
     ids, vecs, got = [], [], 0
     for c in rng.permutation(n_chunks):
-        i, v = emb.read(int(c) * chunk, min(emb.n, (int(c) + 1) * chunk))
-        take = np.sort(rng.choice(len(i), size=min(len(i), per_chunk, size - got), replace=False))
+        c0 = int(c) * chunk
+        i, v = emb.read(c0, min(emb.n, c0 + chunk))
+        rows = np.arange(c0, c0 + len(i))
+        keep = np.flatnonzero((rows < lo) | (rows >= hi))
+        if len(keep) == 0:
+            continue
+        take = np.sort(rng.choice(keep, size=min(len(keep), per_chunk, size - got), replace=False))
         ids.append(i[take])
         vecs.append(v[take])
         got += len(take)
@@ -98,14 +107,33 @@ def sample_rows(emb: Embeddings, size: int, seed: int) -> tuple[np.ndarray, np.n
     return np.concatenate(ids), np.ascontiguousarray(np.concatenate(vecs))
 
 
-def train_template(plan: IndexPlan, emb: Embeddings, seed: int = 0
-                   ) -> tuple[faiss.Index, faiss.Index | None, np.ndarray]:
-    """Train the base (and re-ranking) index once on a sample; returns them and the training ids (kept out of the
-    tuning queries)."""
-    base, refine = make_template(plan, emb.dim)
-    if plan.train_size <= 0 or base.is_trained and refine is None:
-        return base, refine, np.empty(0, dtype=np.int64)
-    ids, x = sample_rows(emb, plan.train_size, seed)
+def tuning_block(emb: Embeddings, n_queries: int, seed: int) -> tuple[int, int]:
+    """A random run of rows [lo, hi), whole chunks, kept out of training and out of the tuning searches; the tuning
+    queries come from it, so that they are as new to the index as a fresh sample (their near-duplicate neighbouring
+    frames, and the events they show, are outside both the quantizer's training and the searched vectors).
+    About 8 rows per query, at least 1 % and at most 20 % of the store."""
+    rows = min(max(8 * n_queries, emb.n // 100), emb.n // 5)
+    chunk = emb.chunk_size
+    rows = -(-rows // chunk) * chunk if rows >= chunk else rows
+    if rows <= 0 or rows >= emb.n:
+        return 0, 0
+    lo = int(np.random.default_rng([seed, 7]).integers(0, emb.n - rows + 1))
+    lo = lo // chunk * chunk if rows >= chunk else lo
+    return lo, min(emb.n, lo + rows)
+
+
+def train_template(plan: IndexPlan, emb: Embeddings, seed: int = 0,
+                   exclude: tuple[int, int] = (0, 0)) -> tuple[faiss.Index, faiss.Index | None]:
+    """Train the base (and re-ranking) index once on a sample of the store (rows in ``exclude`` left out)."""
+    if plan.train_size <= 0:
+        return make_template(plan, emb.dim)
+    _, x = sample_rows(emb, plan.train_size, seed, exclude)
+    return train_on(plan, x, seed)
+
+
+def train_on(plan: IndexPlan, x: np.ndarray, seed: int = 0) -> tuple[faiss.Index, faiss.Index | None]:
+    """(base, re-ranking index or None) for ``plan``, trained on the (n, D) float32 sample ``x``."""
+    base, refine = make_template(plan, x.shape[1])
     ivf = layout.ivf_of(base)
     if ivf is not None:
         ivf.cp.seed = seed
@@ -119,10 +147,11 @@ def train_template(plan: IndexPlan, emb: Embeddings, seed: int = 0
             ivf.do_polysemous_training = False  # only for Hamming-filtered search, which is not used
             if plan.kmeans_niter:
                 pq.cp.niter = plan.kmeans_niter  # PQ codebooks: same k-means effort as the coarse quantizer
-    base.train(x)
+    if not base.is_trained:
+        base.train(x)
     if refine is not None:
         refine.train(x)
-    return base, refine, ids
+    return base, refine
 
 
 def write_meta(emb: Embeddings, out: Path) -> dict[str, Any]:
@@ -147,26 +176,53 @@ def write_meta(emb: Embeddings, out: Path) -> dict[str, Any]:
     return {"columns": list(cols), "n": archive.n, "label_names": archive.label_names}
 
 
-def _shard_entry(s: int, start: int, stop: int, ids: np.ndarray, refine: bool) -> dict[str, Any]:
+DEFAULT_SHARD_ROWS = 2**20  #: vectors per index shard (whole embeddings-store shards are grouped up to about this)
+
+
+def shard_group_size(emb: Embeddings, shard_rows: int | None) -> int:
+    """How many consecutive embeddings-store shards make one index shard (at least one)."""
+    span = emb.chunk_size * emb.shard_chunks
+    return max(1, round((shard_rows or DEFAULT_SHARD_ROWS) / span))
+
+
+def index_shards(emb: Embeddings, group: int) -> list[tuple[int, int, int]]:
+    """(index shard j, first store shard, store shard stop) for every index shard of ``emb``."""
+    return [(j, lo, min(emb.num_shards, lo + group)) for j, lo in enumerate(range(0, emb.num_shards, group))]
+
+
+def _rows(emb: Embeddings, lo: int, hi: int) -> tuple[int, int]:
+    return emb.shard_range(lo)[0], emb.shard_range(hi - 1)[1]
+
+
+def _shard_entry(j: int, lo: int, hi: int, rows: tuple[int, int], ids: np.ndarray, refine: bool) -> dict[str, Any]:
+    start, stop = rows
     contiguous = len(ids) == 0 or (int(ids[-1]) - int(ids[0]) == len(ids) - 1 and bool(np.all(np.diff(ids) == 1)))
-    return {"shard": s, "file": layout.shard_file(s), "refine_file": layout.refine_file(s) if refine else None,
-            "rows": [start, stop], "count": stop - start,
+    return {"shard": j, "file": layout.shard_file(j), "refine_file": layout.refine_file(j) if refine else None,
+            "store_shards": [lo, hi], "rows": [start, stop], "count": stop - start,
             "id_start": int(ids[0]) if len(ids) else start, "id_stop": int(ids[-1]) + 1 if len(ids) else start,
-            "ids_file": None if contiguous else layout.ids_file(s)}
+            "ids_file": None if contiguous else layout.ids_file(j)}
 
 
-def write_shard(out: Path, entry: dict[str, Any], ids: np.ndarray, vectors: np.ndarray) -> None:
-    """Add one shard's (count, D) vectors under local ids 0..count-1 to copies of the trained indexes and write them
-    (re-ranking codes and id map first, the base file last: its existence marks the shard done)."""
+def write_shard(out: Path, entry: dict[str, Any], emb: Embeddings) -> None:
+    """Add one index shard's vectors (its store shards, streamed one at a time) under local ids 0..count-1 to copies
+    of the trained indexes and write them (id map and re-ranking codes first, the base file last: its existence marks
+    the shard done)."""
+    lo, hi = entry["store_shards"]
+    index = faiss.read_index(str(out / TRAINED))
+    refine = faiss.read_index(str(out / TRAINED_REFINE)) if entry["refine_file"] else None
+    all_ids = []
+    for s in range(lo, hi):
+        ids, vecs = emb.read(*emb.shard_range(s))
+        vecs = np.ascontiguousarray(vecs)
+        index.add(vecs)
+        if refine is not None:
+            refine.add(vecs)
+        all_ids.append(ids)
     if entry["ids_file"]:
-        layout.atomic_save_npy(out / entry["ids_file"], np.asarray(ids, dtype=np.int64))
-    if entry["refine_file"]:
-        refine = faiss.read_index(str(out / TRAINED_REFINE))
-        refine.add(vectors)
+        layout.atomic_save_npy(out / entry["ids_file"], np.concatenate(all_ids).astype(np.int64))
+    if refine is not None:
         layout.atomic_write_index(refine, out / entry["refine_file"])
         del refine
-    index = faiss.read_index(str(out / TRAINED))
-    index.add(vectors)
     swap = layout.detach_quantizer(index)  # the coarse quantizer is shared: not stored per shard
     layout.atomic_write_index(index, out / entry["file"])
     if swap is not None:
@@ -178,38 +234,41 @@ def _shard_done(out: Path, entry: dict[str, Any]) -> bool:
     return (out / entry["file"]).exists() and (not entry["refine_file"] or (out / entry["refine_file"]).exists())
 
 
-def add_shards(emb: Embeddings, out: Path, shards: list[int], *, refine: bool, workers: int, progress: bool,
-               rebuild: set[int] | None = None) -> list[dict[str, Any]]:
-    """Fill one index file per embeddings shard from trained.faiss, in parallel; finished files are kept."""
+def add_shards(emb: Embeddings, out: Path, groups: list[tuple[int, int, int]], *, refine: bool, workers: int,
+               progress: bool, rebuild: set[int] | None = None) -> list[dict[str, Any]]:
+    """Write one index file per group of store shards from trained.faiss, in parallel; finished files are kept."""
     (out / "shards").mkdir(parents=True, exist_ok=True)
     rebuild = rebuild or set()
 
-    def one(s: int) -> dict[str, Any]:
-        start, stop = emb.shard_range(s)
-        if _shard_done(out, _shard_entry(s, start, stop, np.empty(0), refine)) and s not in rebuild:
-            ids = np.asarray(emb.group["ids"][start:stop])
-            return _shard_entry(s, start, stop, ids, refine)
-        ids, vecs = emb.read(start, stop)
-        entry = _shard_entry(s, start, stop, ids, refine)
-        write_shard(out, entry, ids, np.ascontiguousarray(vecs))
+    def one(group: tuple[int, int, int]) -> dict[str, Any]:
+        j, lo, hi = group
+        rows = _rows(emb, lo, hi)
+        ids = np.asarray(emb.group["ids"][rows[0]:rows[1]])
+        entry = _shard_entry(j, lo, hi, rows, ids, refine)
+        if not _shard_done(out, entry) or j in rebuild:
+            write_shard(out, entry, emb)
         return entry
 
     entries = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for entry in tqdm(pool.map(one, shards), total=len(shards), desc="index shards", unit="shard",
+        for entry in tqdm(pool.map(one, groups), total=len(groups), desc="index shards", unit="shard",
                           disable=not progress, dynamic_ncols=True):
             entries.append(entry)
     return entries
 
 
-def exact_topk(emb: Embeddings, queries: np.ndarray, k: int, shards: list[int] | None = None) -> np.ndarray:
-    """Exact top-k ids (Q, k) by inner product over the store's shards (or the listed ones), one shard at a time."""
+def exact_topk(emb: Embeddings, queries: np.ndarray, k: int,
+               row_ranges: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """Exact top-k ids (Q, k) by inner product over the store (or the listed row ranges), one store shard at a time."""
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)
-    for s in range(emb.num_shards) if shards is None else shards:
-        ids, vecs = emb.read(*emb.shard_range(s))
-        sims, local = faiss.knn(queries, vecs, min(k, len(vecs)), metric=faiss.METRIC_INNER_PRODUCT)
-        gids = np.where(local >= 0, ids[np.clip(local, 0, None)], -1)
-        heap.add_result(np.ascontiguousarray(sims, dtype=np.float32), np.ascontiguousarray(gids, dtype=np.int64))
+    span = emb.chunk_size * emb.shard_chunks
+    for start, stop in row_ranges if row_ranges is not None else [(0, emb.n)]:
+        for s0 in range(start, stop, span):
+            ids, vecs = emb.read(s0, min(stop, s0 + span))
+            sims, local = faiss.knn(queries, vecs, min(k, len(vecs)), metric=faiss.METRIC_INNER_PRODUCT)
+            gids = np.where(local >= 0, ids[np.clip(local, 0, None)], -1)
+            heap.add_result(np.ascontiguousarray(sims, dtype=np.float32),
+                            np.ascontiguousarray(gids, dtype=np.int64))
     heap.finalize()
     return heap.I
 
@@ -262,56 +321,38 @@ def _next_params(kind: str, params: dict[str, Any], plan: IndexPlan, gain: float
     return p
 
 
-def _tuning_queries(emb: Embeddings, entries: list[dict[str, Any]], held_out: np.ndarray, n_queries: int,
-                    rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
-    """Rows to query with, and the shards they come from when those shards are left out of the tuning search.
-
-    With two or more shards, whole shards (at most half of them) are held out: their rows query the rest, so a
-    query's own near-duplicates (its neighbouring frames, in the same shard) do not flatter the recall, as for a
-    new sample. With one shard, rows of it query the index leave-one-out (each query's own id dropped).
-    """
-    picked: list[int] = []
-    if len(entries) >= 2:
-        got = 0
-        for j in rng.permutation(len(entries)):
-            if got >= n_queries or len(picked) >= len(entries) // 2:
-                break
-            picked.append(int(entries[j]["shard"]))
-            got += int(entries[j]["count"])
-    pools = [np.arange(*emb.shard_range(s)) for s in picked] or [np.arange(emb.n)]
-    candidates = np.concatenate(pools)
-    if len(held_out) and len(held_out) < len(candidates):
-        candidates = np.setdiff1d(candidates, held_out)  # rows of the training sample stay out
-    rows = np.sort(rng.choice(candidates, size=min(n_queries, len(candidates)), replace=False))
-    return rows, picked
-
-
-def tune(out: Path, emb: Embeddings, plan: IndexPlan, *, recall_target: float, held_out: np.ndarray,
+def tune(out: Path, emb: Embeddings, plan: IndexPlan, *, recall_target: float, block: tuple[int, int],
          n_queries: int = 500, seed: int = 1) -> dict[str, Any]:
     """Raise nprobe / efSearch (/ k_factor) until recall@10 against exact search meets the target; measure latency.
 
-    A setting meets the target when the one-sided 95 % lower confidence bound of its mean recall@10 (mean − 1.645
+    Queries are rows of the tuning ``block`` (see :func:`tuning_block`), searched against every other vector (the
+    block is excluded by an ID selector); with no block (tiny stores), rows query the whole index leave-one-out. A
+    setting meets the target when the one-sided 95 % lower confidence bound of its mean recall@10 (mean − 1.645
     standard errors over the queries) does, so that new queries meet it too. Returns the chosen parameters, their
     recall@10 and its bound, single-query latency (median, ms), batch queries/s and the curve of every setting tried.
     """
-    from spacessl.index.search import ShardedIndex
+    from spacessl.index.search import FilterSpec, ShardedIndex
 
     rng = np.random.default_rng(seed)
-    entries = json.loads((out / MANIFEST).read_text())["shards"]
-    rows, picked = _tuning_queries(emb, entries, held_out, n_queries, rng)
+    lo, hi = block
+    pool = np.arange(lo, hi) if hi > lo else np.arange(emb.n)
+    rows = np.sort(rng.choice(pool, size=min(n_queries, len(pool)), replace=False))
     qids = np.asarray(emb.group["ids"].get_orthogonal_selection(rows), dtype=np.int64)
     queries = np.ascontiguousarray(emb.group["vectors"].get_orthogonal_selection((rows, slice(None))),
                                    dtype=np.float32)
-    searched = [e for e in entries if e["shard"] not in picked]
-    k = int(min(10, max(1, sum(e["count"] for e in searched) - (0 if picked else 1))))
-    extra = 0 if picked else 1  # leave-one-out: one more, then drop the query itself
-    truth = drop_self(exact_topk(emb, queries, k + extra, [e["shard"] for e in searched]), qids, k)
-    index = ShardedIndex.open(out, manifest_override={"search_params": {}, "shards": searched})
+    if hi > lo:
+        id_lo, id_hi = int(emb.group["ids"][lo]), int(emb.group["ids"][hi - 1]) + 1
+        spec, ranges, extra = FilterSpec(exclude_range=(id_lo, id_hi)), [(0, lo), (hi, emb.n)], 0
+    else:
+        spec, ranges, extra = None, None, 1  # leave-one-out: one more, then drop the query itself
+    k = int(min(10, max(1, emb.n - (hi - lo) - extra)))
+    truth = drop_self(exact_topk(emb, queries, k + extra, ranges), qids, k)
+    index = ShardedIndex.open(out, manifest_override={"search_params": {}})
 
     def measure(params: dict[str, Any]) -> tuple[float, float, float]:
         index.set_params(**params)
         t0 = time.perf_counter()
-        _, found = index.search_raw(queries, k + extra)
+        _, found = index.search_raw(queries, k + extra, exclude=spec)
         ms = (time.perf_counter() - t0) / max(1, len(queries)) * 1e3
         per = recall_per_query(drop_self(found, qids, k), truth, k)
         low = float(per.mean() - 1.645 * per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else float(per.mean())
@@ -347,7 +388,7 @@ def tune(out: Path, emb: Embeddings, plan: IndexPlan, *, recall_target: float, h
     index.search_raw(queries, k)
     qps = len(queries) / max(time.perf_counter() - t0, 1e-9)
     index.close()
-    scoring = (f"shards {picked} held out as queries against the other {len(searched)}" if picked
+    scoring = (f"rows {lo}..{hi} held out of training and search, queries drawn from them" if hi > lo
                else "leave-one-out: each query's own id dropped")
     return {"search_params": chosen, "recall_at_10": round(rec, 4), "recall_lower_bound": round(low, 4),
             "latency_ms": round(float(np.median(times)) * 1e3, 3) if times else 0.0,
@@ -358,7 +399,7 @@ def tune(out: Path, emb: Embeddings, plan: IndexPlan, *, recall_target: float, h
 def build_index(embeddings_url: str, out_dir: str | Path, *, kind: str = "auto", memory_budget: str = "8GB",
                 recall_target: float = 0.95, overwrite: bool = False, workers: int | None = None,
                 progress: bool = True, seed: int = 0, plan: IndexPlan | None = None,
-                tune_queries: int = 500) -> dict[str, Any]:
+                tune_queries: int = 500, shard_rows: int | None = None) -> dict[str, Any]:
     """Build (or resume building) the index of ``embeddings_url`` in ``out_dir``; returns the manifest.
 
     Args:
@@ -370,6 +411,7 @@ def build_index(embeddings_url: str, out_dir: str | Path, *, kind: str = "auto",
         workers: shards added in parallel (default min(CPUs, 8)).
         plan: an explicit plan (overrides ``kind`` and ``memory_budget``).
         tune_queries: held-out queries for tuning.
+        shard_rows: vectors per index shard (default 2²⁰), rounded to whole embeddings-store shards.
     """
     t0 = time.perf_counter()
     emb = open_embeddings(embeddings_url)
@@ -383,31 +425,32 @@ def build_index(embeddings_url: str, out_dir: str | Path, *, kind: str = "auto",
         shutil.rmtree(out)  # an unfinished build: start over as asked
     out.mkdir(parents=True, exist_ok=True)
     plan = plan or choose(emb.n, emb.dim, kind=kind, memory_budget=memory_budget)
+    group = shard_group_size(emb, shard_rows)
+    block = tuning_block(emb, tune_queries, seed)
+    settings = {"plan": plan.to_dict(), "embeddings_url": str(embeddings_url), "store_shards_per_index_shard": group,
+                "tuning_block": list(block)}
     plan_path = out / PLAN_FILE
     if (out / TRAINED).exists() and plan_path.exists():
-        saved = json.loads(plan_path.read_text())
-        if saved["plan"] != plan.to_dict() or saved["embeddings_url"] != str(embeddings_url):
+        if json.loads(plan_path.read_text()) != settings:
             raise IndexBuildError(f"{out} holds an unfinished build with other settings (plan or embeddings); "
                                   "rerun it with the same ones, or pass --overwrite to start over")
-        held_out = np.load(out / TRAIN_IDS)
     else:
-        base, refine, held_out = train_template(plan, emb, seed)
-        layout.atomic_save_npy(out / TRAIN_IDS, held_out)
+        base, refine = train_template(plan, emb, seed, exclude=block)
         if refine is not None:
             layout.atomic_write_index(refine, out / TRAINED_REFINE)
         layout.atomic_write_index(base, out / TRAINED)
-        layout.atomic_write_text(plan_path, json.dumps({"plan": plan.to_dict(), "embeddings_url": str(embeddings_url)}))
+        layout.atomic_write_text(plan_path, json.dumps(settings))
     train_s = time.perf_counter() - t0
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
-    entries = add_shards(emb, out, list(range(emb.num_shards)), refine=bool(plan.refine), workers=workers,
+    entries = add_shards(emb, out, index_shards(emb, group), refine=bool(plan.refine), workers=workers,
                          progress=progress)
     add_s = time.perf_counter() - t0 - train_s
     meta = write_meta(emb, out)
-    manifest = _manifest(emb, plan, entries, meta, embeddings_url)
+    manifest = _manifest(emb, plan, entries, meta, embeddings_url, group)
     manifest["search_params"] = dict(plan.search_params)
     layout.atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))  # provisional, so the index opens
     t1 = time.perf_counter()
-    manifest["tuning"] = tune(out, emb, plan, recall_target=recall_target, held_out=held_out, n_queries=tune_queries)
+    manifest["tuning"] = tune(out, emb, plan, recall_target=recall_target, block=block, n_queries=tune_queries)
     manifest["search_params"] = manifest["tuning"]["search_params"]
     manifest["build_seconds"] = {"train": round(train_s, 2), "add": round(add_s, 2),
                                  "tune": round(time.perf_counter() - t1, 2),
@@ -415,12 +458,11 @@ def build_index(embeddings_url: str, out_dir: str | Path, *, kind: str = "auto",
     manifest["memory_budget_bytes"] = parse_bytes(memory_budget)
     layout.atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     plan_path.unlink(missing_ok=True)
-    (out / TRAIN_IDS).unlink(missing_ok=True)
     return manifest
 
 
 def _manifest(emb: Embeddings, plan: IndexPlan, entries: list[dict[str, Any]], meta: dict[str, Any],
-              embeddings_url: str) -> dict[str, Any]:
+              embeddings_url: str, group: int) -> dict[str, Any]:
     shards = sorted(entries, key=lambda e: e["shard"])
     return {
         "format": layout.FORMAT, "version": layout.VERSION, "metric": "inner_product",
@@ -429,7 +471,7 @@ def _manifest(emb: Embeddings, plan: IndexPlan, entries: list[dict[str, Any]], m
         "kind": plan.kind, "factory": plan.factory, "plan": plan.to_dict(),
         "trained": TRAINED, "trained_refine": TRAINED_REFINE if plan.refine else None,
         "shared_quantizer": plan.kind in ("ivf-flat", "ivf-pq"),
-        "shards": shards,
+        "store_shards_per_index_shard": group, "shards": shards,
         "model_uri": emb.attrs.get("model_uri"), "run_id": emb.attrs.get("run_id"),
         "embeddings_url": str(embeddings_url), "archive_url": emb.attrs.get("archive_url"),
         "archive_fingerprint": emb.attrs.get("archive_fingerprint"), "meta": meta,
@@ -457,21 +499,24 @@ def add_to_index(index_dir: str | Path, embeddings_url: str, *, workers: int | N
     if emb.n < manifest["n"]:
         raise IndexBuildError(f"{embeddings_url} has {emb.n} rows, fewer than the index's {manifest['n']}: "
                               "`index add` only appends; build a new index for a different archive")
+    group = int(manifest["store_shards_per_index_shard"])
     have = {e["shard"]: e for e in manifest["shards"]}
-    rebuild = {s for s, e in have.items() if s < emb.num_shards and list(emb.shard_range(s)) != e["rows"]}
-    todo = [s for s in range(emb.num_shards) if s not in have or s in rebuild]
+    groups = index_shards(emb, group)
+    changed = {j for j, lo, hi in groups if j in have and list(_rows(emb, lo, hi)) != have[j]["rows"]}
+    todo = [g for g in groups if g[0] not in have or g[0] in changed]
     plan = IndexPlan.from_dict(manifest["plan"])
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
     entries = add_shards(emb, out, todo, refine=bool(plan.refine), workers=workers, progress=progress,
-                         rebuild=rebuild)
+                         rebuild=changed)
     merged = {**have, **{e["shard"]: e for e in entries}}
     meta = write_meta(emb, out)
-    new = _manifest(emb, plan, list(merged.values()), meta, embeddings_url)
+    new = _manifest(emb, plan, list(merged.values()), meta, embeddings_url, group)
     for key in ("search_params", "tuning", "build_seconds", "memory_budget_bytes", "created"):
         if key in manifest:
             new[key] = manifest[key]
     new["added"] = manifest.get("added", []) + [{
-        "embeddings_url": str(embeddings_url), "shards": todo, "n_before": manifest["n"], "n_after": new["n"],
+        "embeddings_url": str(embeddings_url), "shards": [g[0] for g in todo], "n_before": manifest["n"],
+        "n_after": new["n"],
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
     layout.atomic_write_text(out / MANIFEST, json.dumps(new, indent=2))
     return new

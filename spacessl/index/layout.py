@@ -18,7 +18,11 @@ Every shard index stores its vectors under local ids 0..count-1 (the add order);
 id ``j`` is ``id_start + j``, or ``ids[j]`` from the shard's ``ids_file``. Manifest shard entry::
 
     {"shard": 3, "file": "shards/shard-00003.faiss", "refine_file": null | "shards/shard-00003.refine.faiss",
-     "rows": [start, stop], "count": stop - start, "id_start": first id, "id_stop": last id + 1, "ids_file": null}
+     "store_shards": [lo, hi], "rows": [start, stop], "count": stop - start,
+     "id_start": first id, "id_stop": last id + 1, "ids_file": null}
+
+Index shard j holds embeddings-store shards ``[j·g, (j+1)·g)``, g = ``store_shards_per_index_shard`` in the manifest
+(fixed at build, so ``index add`` regroups a grown store the same way).
 
 Files are memory-mapped on open where FAISS allows it (faiss ≥ 1.11: ``IO_FLAG_MMAP_IFC`` maps flat codes, HNSW
 storage and graph, and IVF lists; ``IO_FLAG_MMAP`` maps IVF lists only), so opening costs page cache, not RAM.

@@ -52,7 +52,7 @@ def flat_index(syn_store, tmp_path_factory) -> Path:
     from spacessl.index.build import build_index
 
     out = tmp_path_factory.mktemp("flat") / "idx"
-    build_index(syn_store.emb_url, out, kind="flat", progress=False, workers=2, tune_queries=200)
+    build_index(syn_store.emb_url, out, kind="flat", progress=False, workers=2, tune_queries=200, shard_rows=4096)
     return out
 
 
@@ -62,7 +62,7 @@ def ivf_index(syn_store, tmp_path_factory) -> Path:
     from spacessl.index.build import build_index
 
     out = tmp_path_factory.mktemp("ivf") / "idx"
-    build_index(syn_store.emb_url, out, kind="auto", progress=False, workers=2, tune_queries=300)
+    build_index(syn_store.emb_url, out, kind="auto", progress=False, workers=2, tune_queries=300, shard_rows=4096)
     return out
 
 

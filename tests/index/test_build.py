@@ -79,7 +79,8 @@ def test_auto_ivf_pq_with_refine_meets_the_recall_target(syn_store, tmp_path):
     plan = choose(N, DIM, memory_budget="1.5MB")            # compressed codes, re-ranked from SQ8
     assert plan.kind == "ivf-pq" and plan.refine == "SQ8" and plan.factory.startswith("OPQ16_32,")
     plan = dataclasses.replace(plan, opq_niter=1, kmeans_niter=6, train_size=10_000)  # less training: test time
-    m = build_index(syn_store.emb_url, tmp_path / "pq", plan=plan, progress=False, workers=2, tune_queries=300)
+    m = build_index(syn_store.emb_url, tmp_path / "pq", plan=plan, progress=False, workers=2, tune_queries=300,
+                     shard_rows=4096)
     assert m["trained_refine"] == layout.TRAINED_REFINE
     assert all((tmp_path / "pq" / s["refine_file"]).exists() for s in m["shards"])
     assert m["tuning"]["met_target"] and "k_factor" in m["search_params"]
@@ -93,7 +94,8 @@ def test_auto_ivf_pq_with_refine_meets_the_recall_target(syn_store, tmp_path):
 
 
 def test_hnsw_meets_the_recall_target(syn_store, tmp_path):
-    m = build_index(syn_store.emb_url, tmp_path / "hnsw", kind="hnsw", progress=False, workers=2, tune_queries=300)
+    m = build_index(syn_store.emb_url, tmp_path / "hnsw", kind="hnsw", progress=False, workers=2, tune_queries=300,
+                     shard_rows=4096)
     assert m["kind"] == "hnsw" and m["tuning"]["met_target"] and m["search_params"]["efSearch"] >= 16
     assert fresh_recall(tmp_path / "hnsw", syn_store) >= 0.95
 
@@ -102,13 +104,15 @@ def test_add_equals_a_full_rebuild(syn_gen, tmp_path):
     """Grow the archive: the old last shard was partial; `index add` rebuilds it and adds the new ones."""
     small = write_synthetic(tmp_path, 5_000, syn_gen, name="small", chunk_size=512, shard_chunks=4)[1]
     grown = write_synthetic(tmp_path, 9_000, syn_gen, name="grown", chunk_size=512, shard_chunks=4)[1]
-    build_index(small, tmp_path / "added", kind="flat", progress=False, tune_queries=50)
+    build_index(small, tmp_path / "added", kind="flat", progress=False, tune_queries=50,
+                shard_rows=2048)
     before = json.loads((tmp_path / "added" / "manifest.json").read_text())
     kept = {s["file"]: (tmp_path / "added" / s["file"]).stat().st_mtime_ns for s in before["shards"][:2]}
     m = add_to_index(tmp_path / "added", grown, progress=False)
     assert m["added"][-1]["shards"] == [2, 3, 4] and m["n"] == 9_000
     assert all((tmp_path / "added" / f).stat().st_mtime_ns == t for f, t in kept.items())  # full shards kept
-    full = build_index(grown, tmp_path / "full", kind="flat", progress=False, tune_queries=50)
+    full = build_index(grown, tmp_path / "full", kind="flat", progress=False, tune_queries=50,
+                shard_rows=2048)
     assert [(s["shard"], s["rows"], s["count"]) for s in m["shards"]] == \
         [(s["shard"], s["rows"], s["count"]) for s in full["shards"]]
     xq = np.ascontiguousarray(syn_gen.rows(20_000, 20_050)[0])
@@ -122,6 +126,24 @@ def test_add_equals_a_full_rebuild(syn_gen, tmp_path):
     for shard in (2, 3, 4):
         assert (tmp_path / "added" / layout.shard_file(shard)).read_bytes() == \
             (tmp_path / "full" / layout.shard_file(shard)).read_bytes()
+
+
+def test_index_shards_group_store_shards_and_grow_alike(syn_gen, tmp_path):
+    """Two store shards per index shard: 5,000 rows = store shards [0,1] [2]; grown to 9,000 = [0,1] [2,3] [4]."""
+    small = write_synthetic(tmp_path, 5_000, syn_gen, name="small", chunk_size=512, shard_chunks=4)[1]
+    grown = write_synthetic(tmp_path, 9_000, syn_gen, name="grown", chunk_size=512, shard_chunks=4)[1]
+    m = build_index(small, tmp_path / "added", kind="flat", progress=False, tune_queries=50, shard_rows=4096)
+    assert m["store_shards_per_index_shard"] == 2
+    assert [(s["store_shards"], s["rows"]) for s in m["shards"]] == [([0, 2], [0, 4096]), ([2, 3], [4096, 5000])]
+    m = add_to_index(tmp_path / "added", grown, progress=False)
+    assert m["added"][-1]["shards"] == [1, 2]
+    assert [s["store_shards"] for s in m["shards"]] == [[0, 2], [2, 4], [4, 5]]
+    full = build_index(grown, tmp_path / "full", kind="flat", progress=False, tune_queries=50, shard_rows=4096)
+    assert m["shards"] == full["shards"]
+    xq = np.ascontiguousarray(syn_gen.rows(20_000, 20_020)[0])
+    _, truth = brute_force(syn_gen.rows(0, 9_000)[0], xq)
+    _, found = ShardedIndex.open(tmp_path / "added").search_raw(xq, 10)
+    np.testing.assert_array_equal(found, truth[:, :10])
 
 
 def test_add_refuses_other_dimension_or_model(syn_store, flat_index, tmp_path):
@@ -145,7 +167,8 @@ def test_build_resumes_after_a_kill_identically(syn_store, tmp_path, monkeypatch
 
     monkeypatch.setattr(build, "write_shard", dying)
     with pytest.raises(KeyboardInterrupt):
-        build_index(syn_store.emb_url, tmp_path / "resumed", kind="ivf-flat", progress=False, workers=1)
+        build_index(syn_store.emb_url, tmp_path / "resumed", kind="ivf-flat", progress=False, workers=1,
+                    shard_rows=4096)
     monkeypatch.setattr(build, "write_shard", real)
     out = tmp_path / "resumed"
     assert not (out / "manifest.json").exists() and (out / "trained.faiss").exists()
@@ -154,10 +177,12 @@ def test_build_resumes_after_a_kill_identically(syn_store, tmp_path, monkeypatch
     done = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.faiss")}
     trained_t = (out / "trained.faiss").stat().st_mtime_ns
     assert len(done) == 2
-    build_index(syn_store.emb_url, out, kind="ivf-flat", progress=False, workers=1)
+    build_index(syn_store.emb_url, out, kind="ivf-flat", progress=False, workers=1,
+                    shard_rows=4096)
     assert (out / "trained.faiss").stat().st_mtime_ns == trained_t                # not retrained
     assert all((out / "shards" / f).stat().st_mtime_ns == t for f, t in done.items())  # finished shards kept
-    build_index(syn_store.emb_url, tmp_path / "straight", kind="ivf-flat", progress=False, workers=1)
+    build_index(syn_store.emb_url, tmp_path / "straight", kind="ivf-flat", progress=False, workers=1,
+                    shard_rows=4096)
     for name in ["trained.faiss"] + [f"shards/shard-{s:05d}.faiss" for s in range(5)]:
         assert (out / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
     a = json.loads((out / "manifest.json").read_text())

@@ -61,6 +61,16 @@ def test_sharded_exact_equals_one_flat_index(flat_index, syn_store):
     assert index.search(xq, 25)[1].tolist() == found.tolist()  # no filters: the same search
 
 
+def test_excluded_id_range_by_selector(flat_index, syn_store):
+    xq = syn_store.fresh_queries(10)
+    index = ShardedIndex.open(flat_index)
+    dist, ids = index.search_raw(xq, 10, exclude=FilterSpec(exclude_range=(3000, 9000)))
+    x = syn_store.vectors()
+    rest = np.r_[0:3000, 9000:len(x)]
+    _, truth = brute_force(x[rest], xq)
+    np.testing.assert_array_equal(ids, rest[truth[:, :10]])
+
+
 def test_more_results_than_vectors_pad(flat_index, syn_store):
     index = ShardedIndex.open(flat_index, manifest_override={"shards": index_shards(flat_index)[:1]})
     dist, ids = index.search_raw(syn_store.fresh_queries(2), 5000)
@@ -74,7 +84,7 @@ def index_shards(path):
 
 def test_merge_topk_is_exact():
     rng = np.random.default_rng(0)
-    parts = [(rng.random((3, 4)).astype(np.float32), rng.integers(0, 100, (3, 4))) for _ in range(3)]
+    parts = [(-np.sort(-rng.random((3, 4)).astype(np.float32), 1), rng.integers(0, 100, (3, 4))) for _ in range(3)]
     sims, ids = merge_topk(parts, 3, 5)
     all_s = np.concatenate([p[0] for p in parts], 1)
     np.testing.assert_array_equal(sims, -np.sort(-all_s, 1)[:, :5])
