@@ -150,7 +150,7 @@ class Shard:
         self.refine = layout.read_index(index_dir / entry["refine_file"], mmap)[0] if entry.get("refine_file") else None
         self.ids = np.load(index_dir / entry["ids_file"], mmap_mode="r") if entry.get("ids_file") else None
         self._plain_refine: faiss.Index | None = None
-        self.gpu = False
+        self.gpu: faiss.Index | None = None
 
     def __del__(self) -> None:
         swap = getattr(self, "_swap", None)
@@ -158,12 +158,10 @@ class Shard:
             swap.restore()  # the placeholder goes back, and is freed with the index
 
     def to_gpu(self, resources: Any, device: int) -> None:
-        """Copy the base index (with the shared quantizer) to a GPU; searched as a whole index from then on."""
-        gpu = faiss.index_cpu_to_gpu(resources, device, self.index)
-        if self._swap is not None:
-            self._swap.restore()
-            self._swap = None
-        self.index, self.gpu, self.how = gpu, True, f"gpu:{device}"
+        """Copy the base index (with the shared quantizer) to a GPU, searched there as a whole index; the
+        memory-mapped CPU index stays for searches with an ID selector (not supported on GPUs)."""
+        self.gpu = faiss.index_cpu_to_gpu(resources, device, self.index)
+        self.how = f"gpu:{device}"
 
     def global_ids(self, local: np.ndarray) -> np.ndarray:
         """Local ids (any shape, -1 = none) → global ids."""
@@ -191,7 +189,7 @@ class Shard:
         if allowed is not None:
             bits = np.packbits(allowed, bitorder="little")  # must outlive the search
             sel = faiss.IDSelectorBitmap(len(bits), swig_ptr(bits))
-        if self.gpu:
+        if self.gpu is not None and sel is None:
             sims, local = self._search_gpu(xq, kk, params)
         elif self.ivf is not None:
             sims, local = self._search_ivf(xq, kk, params, xt, coarse, sel)
@@ -238,9 +236,9 @@ class Shard:
         """Whole-index search on a GPU (no ID selectors: filters over-fetch instead)."""
         ps = faiss.GpuParameterSpace()
         for key in ("nprobe",) if self.ivf is not None else ():
-            ps.set_index_parameter(self.index, key, int(params.get(key, 8)))
+            ps.set_index_parameter(self.gpu, key, int(params.get(key, 8)))
         kf = int(params.get("k_factor") or 1) if self.refine is not None else 1
-        sims, local = self.index.search(xq, max(1, min(k * kf, self.count)))
+        sims, local = self.gpu.search(xq, max(1, min(k * kf, self.count)))
         return (sims, local) if self.refine is None else self._rerank(xq, local, k)
 
     def _rerank(self, xq: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

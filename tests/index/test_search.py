@@ -3,7 +3,10 @@ de-duplication against a brute-force reference (ID-selector and over-fetch paths
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -188,6 +191,15 @@ def test_ivf_filters_exact_at_full_nprobe_and_widened_when_restrictive(ivf_index
     assert all(syn_store.gen.sources[meta["source"][i]] == "cam01" and meta["label"][i] == 2 for i in ids.ravel())
 
 
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\tZ" not in [line for line in status.read_text().splitlines() if line.startswith("State:")][0]
+    except (OSError, IndexError):
+        return False
+
+
 @pytest.mark.slow
 def test_distributed_equals_local_and_survives_a_dead_actor(ray_cluster, ivf_index, syn_store):
     ray = ray_cluster
@@ -204,7 +216,10 @@ def test_distributed_equals_local_and_survives_a_dead_actor(ray_cluster, ivf_ind
         assert dist.last_missing_shards == []
 
         group = [dist.shard_ids[j] for j in dist._actor_groups[0]]
-        ray.kill(dist.actors[0], no_restart=False)            # Ray restarts it
+        pid = ray.get(dist.actors[0].pid.remote())
+        os.kill(pid, signal.SIGKILL)                          # the actor's process dies; Ray restarts it
+        while process_alive(pid):
+            time.sleep(0.01)
         d3, i3 = dist.search_raw(xq, 10)
         assert dist.last_missing_shards == group
         others = [e for e in index_shards(ivf_index) if e["shard"] not in group]
