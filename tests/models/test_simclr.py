@@ -87,7 +87,7 @@ def test_negatives_gathered_across_workers(tmp_path):
 
     g = torch.Generator().manual_seed(1)
     z0, z1 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
-    ctx = mp.get_context("fork")  # children inherit the imported modules: starts in milliseconds
+    ctx = mp.get_context("spawn")  # fork after autograd has run in this process is unsafe
     queue = ctx.Queue()
     init = f"file://{tmp_path}/rendezvous"
     procs = [ctx.Process(target=_worker, args=(r, 2, init, z0, z1, queue)) for r in range(2)]
