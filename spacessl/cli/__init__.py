@@ -19,6 +19,7 @@ AREAS: list[str] = [
     "query",
     "evaluate",
     "explore",
+    "serve",
 ]
 
 
