@@ -284,6 +284,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             base = r0.baselines(method.encoder)
             summary.update(base)
             r0.mlflow(monitor_log, base, 0)
+            if base:
+                _say(f"kNN accuracy before training: random init {base['knn_acc_init']:.3f}, "
+                     f"raw input {base['knn_acc_pixels']:.3f}")
+        _say(f"training {cfg.train.epochs - start_epoch} epoch(s) from epoch {start_epoch}: {steps} steps of "
+             f"{cfg.train.batch_size} ({world} worker(s) × {local_batch}) per epoch, lr "
+             f"{scaled_lr(cfg.train.lr, cfg.train.batch_size):.4g} on {device.type}")
 
     generator = torch.Generator(device=device)
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -309,6 +315,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                 r0.mlflow(monitor_log, {"loss": float(out["loss"]), "lr": scheduler.get_last_lr()[0],
                                         "samples_per_s": win_steps * cfg.train.batch_size / (now - t_win)},
                           global_step)
+                if (global_step - epoch * steps) % max(1, steps // 4) < cfg.train.log_every_steps:
+                    _say(f"epoch {epoch} step {global_step - epoch * steps}/{steps}: loss {float(out['loss']):.4f}, "
+                         f"{win_steps * cfg.train.batch_size / (now - t_win):.1f} samples/s")
                 t_win, win_steps = now, 0
         train_s = time.perf_counter() - t_epoch
         if rank == 0 and std_n == 0:
@@ -325,6 +334,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                 metrics["knn_acc"] = r0.knn_accuracy(method.encoder)
             r0.mlflow(monitor_log, {k: v for k, v in metrics.items() if k not in ("epoch", "global_step")}, epoch)
             summary["epochs"].append({k: v for k, v in metrics.items()})
+            knn_text = f", kNN accuracy {metrics['knn_acc']:.3f}" if "knn_acc" in metrics else ""
+            _say(f"epoch {epoch} done in {train_s:.0f} s: loss {epoch_loss:.4f}, collapse {metrics['collapse']:.3f}"
+                 f"{knn_text}")
             with tempfile.TemporaryDirectory(prefix="spacessl-ckpt-") as tmp:
                 ckpt_io.save_checkpoint(tmp, method=method, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                                         global_step=global_step, info={**comps.info, "config": config["config"]})
@@ -332,6 +344,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         else:
             ray.train.report(metrics, checkpoint=None)
     return summary if rank == 0 else {}
+
+
+def _say(text: str) -> None:
+    """A progress line on the driver's console (Ray forwards worker stdout); rank 0 only calls it."""
+    print(f"[spacessl] {text}", flush=True)
 
 
 def monitor_log(uri: str, run_id: str, metrics: dict[str, float], step: int) -> None:

@@ -185,7 +185,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Trai
         RunExistsError: the run exists and neither ``resume`` nor ``overwrite`` was given.
     """
     import ray.train
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     from spacessl import tracking
@@ -219,7 +219,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Trai
             scaling_config=scaling_config(cfg),
             run_config=RunConfig(name=cfg.name, storage_path=storage,
                                  failure_config=FailureConfig(max_failures=cfg.runtime.max_failures),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=cfg.runtime.checkpoints_to_keep)),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=cfg.runtime.checkpoints_to_keep),
+                                 logging_config=LoggingConfig(log_level="WARNING")),
         )
         try:
             result = trainer.fit()
