@@ -8,7 +8,9 @@ A training run records (world rank 0 of the workers, see spacessl.train.loop): t
 params, ``config.yaml`` and ``augment.txt`` artifacts, tags ``git_commit``, ``archive_url``,
 ``archive_fingerprint``; per-step ``loss``, ``lr``, ``samples_per_s``; per-epoch ``epoch_loss``,
 ``embedding_std``, ``collapse``, ``knn_acc`` (with ``knn_acc_init`` and ``knn_acc_pixels`` baselines). After fit
-the driver logs the encoder (``model``) into the same run, registers it and sets an alias.
+the driver logs the encoder (``model``) into the same run, registers it and sets an alias. Outputs made from the
+model later add their lineage to the run (:func:`record_lineage`): tags ``lineage.embeddings.<key>`` and
+``lineage.index.<key>`` holding their URLs, with ``lineage/<kind>-<key>.json`` artifacts.
 
 :func:`load_encoder` takes any of::
 
@@ -270,6 +272,85 @@ def _load_checkpoint(path: str, map_location: str | torch.device) -> tuple[nn.Mo
     encoder.load_state_dict(torch.load(ckpt / ENCODER_FILE, map_location=map_location, weights_only=True))
     info.update(uri=str(ckpt), source="checkpoint", run_id=info.get("mlflow_run_id", ""))
     return encoder.to(map_location).eval(), info
+
+
+# ------------------------------------------------------------------------------------------------- lineage
+
+#: what a model's training run records about the outputs made from it (tag ``lineage.<kind>.<key>``)
+LINEAGE_KINDS = ("embeddings", "index")
+
+
+def lineage_key(url: str) -> str:
+    """Short stable key of an output URL (12 hex digits of its SHA-1): the same output always gets the same tag."""
+    import hashlib
+
+    return hashlib.sha1(url.encode()).hexdigest()[:12]
+
+
+def _reachable(tracking_uri: str, timeout_s: float = 5.0) -> bool:
+    """False for an http(s) tracking server that does not answer /health in time (MLflow's own client would retry
+    for minutes); other stores (sqlite:///, file:) are taken as reachable."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return True
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def record_lineage(model_uri: str, kind: str, url: str, info: dict[str, Any] | None = None, *,
+                   tracking_uri: str | None = None, run_id: str = "") -> str | None:
+    """Record on the training run of ``model_uri`` that output ``url`` of ``kind`` was made from the model.
+
+    Sets the tag ``lineage.<kind>.<key>`` = ``url`` (``key`` = :func:`lineage_key` of the URL, so a rerun updates
+    the same tag) and logs ``info`` (archive URL and fingerprint, n, dim, ...) with ``url`` and ``model_uri`` as
+    the artifact ``lineage/<kind>-<key>.json``. Only MLflow models (``models:/``, ``runs:/``) have a run to record
+    on; a checkpoint path is skipped.
+
+    Args:
+        model_uri: the model the output was made with.
+        kind: one of :data:`LINEAGE_KINDS` ("embeddings", "index").
+        url: where the output is (embeddings store URL, index folder).
+        info: JSON-ready facts about the output.
+        tracking_uri: the store holding the model (default: $MLFLOW_TRACKING_URI; nothing is recorded without one).
+        run_id: the model's training run when known (else looked up from ``model_uri``).
+    Returns:
+        The run id recorded on, or None when nothing was recorded. A store that cannot be reached, or a model it
+        does not know, gives a warning and None: the output itself is never lost over its lineage.
+    """
+    if kind not in LINEAGE_KINDS:
+        raise ValueError(f"Unrecognized lineage kind {kind!r}. Available kinds are: {', '.join(LINEAGE_KINDS)}.")
+    if not model_uri.startswith(("models:/", "runs:/")):
+        return None
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not tracking_uri:
+        return None
+    if not _reachable(tracking_uri):
+        log.warning("lineage of %s %s not recorded: tracking server %s does not answer", kind, url, tracking_uri)
+        return None
+    import json
+
+    try:
+        c = client(tracking_uri)
+        if not run_id:
+            import mlflow
+
+            run_id = mlflow.models.get_model_info(model_uri).run_id or ""
+        if not run_id:
+            log.warning("lineage of %s %s not recorded: model %s has no run", kind, url, model_uri)
+            return None
+        key = lineage_key(url)
+        c.set_tag(run_id, f"lineage.{kind}.{key}", url)
+        record = {"kind": kind, "url": url, "model_uri": model_uri, **(info or {})}
+        c.log_text(run_id, json.dumps(record, indent=1, default=str), f"lineage/{kind}-{key}.json")
+    except Exception as exc:  # noqa: BLE001 - any MLflow or network failure: warn, keep the output
+        log.warning("lineage of %s %s not recorded on the run of %s in %s: %s", kind, url, model_uri,
+                    tracking_uri, exc)
+        return None
+    return run_id
 
 
 # ------------------------------------------------------------------------------------------------- listing

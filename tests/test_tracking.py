@@ -1,6 +1,9 @@
-"""Tracking URI resolution, checkpoint loading and model-URI errors (no server needed)."""
+"""Tracking URI resolution, checkpoint loading, model-URI errors and lineage records (no server needed)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +11,7 @@ import torch
 from spacessl import tracking
 from spacessl.models import build_encoder, build_method
 from spacessl.train.checkpoint import CheckpointError, save_checkpoint
+from tests.conftest import free_port
 
 
 def test_tracking_uri_order(tmp_path, monkeypatch):
@@ -46,3 +50,59 @@ def test_bad_model_uri_names_the_choices(tmp_path):
         tracking.load_encoder("s3://bucket/model.pt")
     with pytest.raises(tracking.TrackingError, match="cannot load model"):
         tracking.load_encoder("models:/nope/1", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def test_record_lineage_tags_the_model_run(tmp_path, caplog):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_id = tracking.create_run(uri, "spacessl", "model")
+    model = f"runs:/{run_id}/model"
+    info = {"archive_url": "/data/a.zarr", "n": 10, "dim": 512}
+    assert tracking.record_lineage(model, "embeddings", "/data/a.emb.zarr", info, tracking_uri=uri,
+                                   run_id=run_id) == run_id
+    assert tracking.record_lineage(model, "index", "/data/a.idx", {"index_kind": "flat"}, tracking_uri=uri,
+                                   run_id=run_id) == run_id
+    c = MlflowClient(uri)
+    tags = c.get_run(run_id).data.tags
+    key = tracking.lineage_key("/data/a.emb.zarr")
+    assert tags[f"lineage.embeddings.{key}"] == "/data/a.emb.zarr"
+    assert tags[f"lineage.index.{tracking.lineage_key('/data/a.idx')}"] == "/data/a.idx"
+    record = json.loads(Path(c.download_artifacts(run_id, f"lineage/embeddings-{key}.json", str(tmp_path)))
+                        .read_text())
+    assert record == {"kind": "embeddings", "url": "/data/a.emb.zarr", "model_uri": model, **info}
+    # a checkpoint has no run; a store that does not answer costs a warning, never an exception
+    assert tracking.record_lineage(str(tmp_path), "embeddings", "/x", tracking_uri=uri) is None
+    dead = f"http://127.0.0.1:{free_port()}"
+    with caplog.at_level("WARNING", logger="spacessl.tracking"):
+        assert tracking.record_lineage(model, "index", "/x", tracking_uri=dead, run_id=run_id) is None
+    assert "does not answer" in caplog.text
+    with pytest.raises(ValueError, match="Available kinds are: embeddings, index"):
+        tracking.record_lineage(model, "plots", "/x", tracking_uri=uri)
+
+
+def test_linked_evaluation_run_carries_the_model_lineage(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from spacessl.evaluate.report import log_evaluation
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_id = tracking.create_run(uri, "spacessl", "model", tags={"archive_url": "/data/a.zarr"})
+    tracking.log_params(uri, run_id, {"model.method": "simclr", "train.lr": 0.3})
+    tracking.record_lineage(f"runs:/{run_id}/model", "index", "/data/a.idx", tracking_uri=uri, run_id=run_id)
+    result = {"split": "random", "n": 5, "ssl": {"knn_acc": 0.5, "linear_acc": 0.5, "kmeans_acc": 0.5, "nmi": 0.1,
+                                                  "ari": 0.1},
+              "run_id": run_id, "model_uri": f"runs:/{run_id}/model", "embeddings": "/data/a.emb.zarr",
+              "archive": "/data/a.zarr"}
+    c = MlflowClient(uri)
+    linked = c.get_run(log_evaluation(result, tracking_uri=uri, linked_run=True)["run_id"])
+    tags = linked.data.tags
+    assert tags["archive_url"] == "/data/a.zarr" and tags["embeddings_url"] == "/data/a.emb.zarr"
+    assert tags["model_uri"] == f"runs:/{run_id}/model" and tags["mlflow.parentRunId"] == run_id
+    assert tags[f"lineage.index.{tracking.lineage_key('/data/a.idx')}"] == "/data/a.idx"
+    assert linked.data.params == {"model.method": "simclr", "train.lr": "0.3"}
+    assert linked.data.metrics["eval_random_ssl_knn_acc"] == 0.5
+    assert log_evaluation(result, tracking_uri=uri)["mode"] == "model-run"
+    model_tags = c.get_run(run_id).data.tags
+    assert model_tags["evaluation.random.embeddings_url"] == "/data/a.emb.zarr"
+    assert c.get_run(run_id).data.metrics["eval_random_ssl_knn_acc"] == 0.5

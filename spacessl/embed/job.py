@@ -18,7 +18,9 @@ How it runs:
   2-CPU node);
 - killed and rerun, finished shards are skipped; every shard is embedded in the same batches whichever actor
   takes it, so the result is identical to an uninterrupted run. The store is marked complete last;
-- the driver only schedules and shows progress (samples, rate, ETA); it never holds samples or vectors.
+- the driver only schedules and shows progress (samples, rate, ETA); it never holds samples or vectors;
+- once complete, the store is recorded on the model's MLflow training run (tag ``lineage.embeddings.<key>``, see
+  :func:`spacessl.tracking.record_lineage`) when the model is an MLflow model.
 """
 
 from __future__ import annotations
@@ -335,6 +337,12 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
         finally:
             bar.close()
         writer.close()
+        from spacessl.tracking import record_lineage
+
+        record_lineage(model_uri, "embeddings", out_url,
+                       {"archive_url": archive_url, "archive_fingerprint": fingerprint, "n": archive.n,
+                        "dim": int(desc["dim"]), "dtype": dtype},
+                       tracking_uri=tracking_uri, run_id=desc["run_id"])
         return EmbedReport(url=out_url, n=archive.n, dim=int(desc["dim"]), dtype=dtype,
                            num_shards=archive.num_shards, shards_skipped=len(done), shards_embedded=len(todo),
                            samples_embedded=embedded, seconds=time.perf_counter() - t0, workers=n_actors,

@@ -160,31 +160,44 @@ def log_evaluation(result: dict[str, Any], *, tracking_uri: str | None = None, l
     """Log ``result`` to MLflow: metrics and ``evaluation/<split>.json`` into the model's run (``run_id``) when it
     exists in the store, else (or with ``linked_run``) into a new run tagged with the parent run id.
 
+    Metric names are the same in both modes and across runs (:func:`metric_dict`). Lineage: in the model's run,
+    tags ``evaluation.<split>.embeddings_url`` and ``evaluation.<split>.archive_url`` say what the ``eval_<split>_*``
+    metrics were computed on; a linked run is tagged ``archive_url``, ``embeddings_url``, ``model_uri`` and
+    ``spacessl.parent_run_id``, and takes over the model run's params (its resolved config) and ``lineage.*`` tags
+    (embeddings and indexes made from the model), so that evaluation runs compare by the same columns as training
+    runs.
+
     Returns {"tracking_uri", "run_id", "mode" ("model-run" | "linked-run")}.
     """
-    from spacessl.tracking import client, create_run, log_metrics, resolve_tracking_uri, set_status
+    from spacessl.tracking import client, create_run, log_metrics, log_params, resolve_tracking_uri, set_status
 
     uri = resolve_tracking_uri(tracking_uri or "")
     c = client(uri)
     parent = result.get("run_id") or ""
-    exists = False
+    split = result["split"]
+    source = {"archive_url": str(result.get("archive", "")), "embeddings_url": str(result.get("embeddings", ""))}
+    parent_run = None
     if parent:
         try:
-            c.get_run(parent)
-            exists = True
+            parent_run = c.get_run(parent)
         except Exception:  # noqa: BLE001 - MlflowException for an unknown run in this store
-            exists = False
-    if exists and not linked_run:
+            parent_run = None
+    if parent_run is not None and not linked_run:
         run_id, mode = parent, "model-run"
+        for key, value in source.items():
+            c.set_tag(run_id, f"evaluation.{split}.{key}", value)
     else:
-        tags = {"spacessl.kind": "evaluation", "spacessl.parent_run_id": parent,
-                "embeddings": str(result.get("embeddings", "")), "model_uri": str(result.get("model_uri", ""))}
-        if exists:
+        tags = {"spacessl.kind": "evaluation", "spacessl.parent_run_id": parent, **source,
+                "model_uri": str(result.get("model_uri", ""))}
+        if parent_run is not None:
             tags["mlflow.parentRunId"] = parent
-        run_id = create_run(uri, experiment, f"evaluate-{result['split']}", tags)
+            tags.update({k: v for k, v in parent_run.data.tags.items() if k.startswith("lineage.")})
+        run_id = create_run(uri, experiment, f"evaluate-{split}", tags)
+        if parent_run is not None:
+            log_params(uri, run_id, dict(parent_run.data.params))
         mode = "linked-run"
     log_metrics(uri, run_id, metric_dict(result), step=0)
-    c.log_text(run_id, json.dumps(summary_json(result), indent=2), f"evaluation/{result['split']}.json")
+    c.log_text(run_id, json.dumps(summary_json(result), indent=2), f"evaluation/{split}.json")
     if mode == "linked-run":
         set_status(uri, run_id, "FINISHED")
     return {"tracking_uri": uri, "run_id": run_id, "mode": mode}

@@ -7,7 +7,8 @@ make a billion-sample index of 10⁵ files); each is added to a copy of the trai
 in parallel threads (FAISS releases the GIL), and written as its own file without the coarse quantizer, which all
 shards share. Shard files are written atomically (temporary name, then rename); a killed
 build is resumed by running it again: the trained index and finished shard files are reused, and the result is the
-same as an uninterrupted build. The manifest is written last. On a machine with GPUs
+same as an uninterrupted build. The manifest is written last, then the index is recorded on its model's MLflow
+training run (:func:`record_index_lineage`). On a machine with GPUs
 (``faiss.get_num_gpus() > 0``) the k-means of the coarse quantizer runs on all of them.
 
 Tuning raises nprobe (IVF) or efSearch (HNSW), and for a re-ranked IVF-PQ the re-ranking depth ``k_factor`` once
@@ -458,7 +459,24 @@ def build_index(embeddings_url: str, out_dir: str | Path, *, kind: str = "auto",
     manifest["memory_budget_bytes"] = parse_bytes(memory_budget)
     layout.atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     plan_path.unlink(missing_ok=True)
+    record_index_lineage(out, manifest, emb)
     return manifest
+
+
+def record_index_lineage(out: Path, manifest: dict[str, Any], emb: Embeddings) -> str | None:
+    """Record the finished index on its model's MLflow training run (tag ``lineage.index.<key>`` = the index
+    folder; see :func:`spacessl.tracking.record_lineage`), in $MLFLOW_TRACKING_URI or else the store the embedding
+    job used. Returns the run id, or None when nothing was recorded (a warning says why when it failed)."""
+    from spacessl.tracking import record_lineage
+
+    tuning = manifest.get("tuning") or {}
+    info = {"index_kind": manifest["kind"], "factory": manifest["factory"], "n": manifest["n"],
+            "dim": manifest["dim"], "recall_at_10": tuning.get("recall_at_10"),
+            "search_params": manifest.get("search_params"), "embeddings_url": manifest["embeddings_url"],
+            "archive_url": manifest.get("archive_url"), "archive_fingerprint": manifest.get("archive_fingerprint")}
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or emb.attrs.get("tracking_uri")
+    return record_lineage(str(manifest.get("model_uri") or ""), "index", str(out.resolve()), info,
+                          tracking_uri=uri, run_id=str(manifest.get("run_id") or ""))
 
 
 def _manifest(emb: Embeddings, plan: IndexPlan, entries: list[dict[str, Any]], meta: dict[str, Any],
@@ -519,4 +537,5 @@ def add_to_index(index_dir: str | Path, embeddings_url: str, *, workers: int | N
         "n_after": new["n"],
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
     layout.atomic_write_text(out / MANIFEST, json.dumps(new, indent=2))
+    record_index_lineage(out, new, emb)
     return new
