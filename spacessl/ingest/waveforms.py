@@ -368,11 +368,13 @@ def _read_inventory(path: str):
 
 
 def _ray_session(address: str | None, num_cpus: int | None):
-    """(ray, started): reuse a running Ray, else connect to ``address`` or start a local one."""
+    """(ray, started): reuse a running Ray, else connect to ``address`` or $RAY_ADDRESS (the cluster a
+    ``ray job submit`` job runs on), else start a local one."""
     import ray
 
     if ray.is_initialized():
         return ray, False
+    address = address or os.environ.get("RAY_ADDRESS", "")
     if address:
         ray.init(address=address)
     else:
