@@ -55,35 +55,40 @@ def ray_cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on 127.0.0.1 (SQLite backend, local artifacts); yields its tracking URI."""
-    root = tmp_path_factory.mktemp("mlflow")
+def start_mlflow_server(root: Path, *, own_session: bool = False) -> tuple[subprocess.Popen, str]:
+    """Start `mlflow server` on 127.0.0.1 (SQLite store and artifacts under ``root``, log in root/server.log);
+    returns (process, tracking URI) once it answers /health. With ``own_session`` the server and its worker
+    processes get their own session, whose id is ``proc.pid`` (so that a test can find and stop all of them)."""
     port = free_port()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(
-        [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(root / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=own_session)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
                 if r.status == 200:
-                    break
+                    return proc, uri
         except OSError:
             pass
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
             raise RuntimeError(f"mlflow server did not start; log: {(root / 'server.log').read_text()[-2000:]}")
         time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend, local artifacts); yields its tracking URI."""
+    proc, uri = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
     yield uri
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
