@@ -27,6 +27,7 @@ import dataclasses
 import inspect
 import logging
 import math
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -347,8 +348,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _say(text: str) -> None:
-    """A progress line on the driver's console (Ray forwards worker stdout); rank 0 only calls it."""
-    print(f"[spacessl] {text}", flush=True)
+    """A progress line on the driver's console; rank 0 only calls it. Written to stderr: Ray Train tees a worker's
+    ``print`` into its logger as well, so stdout lines would reach the console twice."""
+    sys.stderr.write(f"[spacessl] {text}\n")
+    sys.stderr.flush()
 
 
 def monitor_log(uri: str, run_id: str, metrics: dict[str, float], step: int) -> None:
