@@ -1,7 +1,7 @@
 """Ray job entry point for the bulk embedding job (`spacessl embed` on the cluster it was submitted to).
 
     ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python jobs/embed.py --model models:/aurora@latest --archive s3://bucket/aurora.zarr \
+        python jobs/embed.py --model models:/aurora@current --archive s3://bucket/aurora.zarr \
             --out s3://bucket/aurora.emb.zarr
 
 Set MLFLOW_TRACKING_URI in the runtime env for ``models:/`` and ``runs:/`` URIs. Rerun the same command after an
