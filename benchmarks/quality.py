@@ -1,6 +1,6 @@
 """Embedding quality on the synthetic benchmark: synth → train (CPU, fixed budget) → embed → evaluate.
 
-    python benchmarks/quality.py [--out bench/quality] [--budget-min 20] [--n 6000] [--size 64] [--split grouped]
+    python benchmarks/quality.py [--out out/quality] [--budget-min 20] [--n 6000] [--size 64] [--split grouped]
                                  [--modalities image,waveform] [--image-recipe ...] [--waveform-recipe ...]
 
 For each modality it
@@ -215,7 +215,7 @@ def run_modality(modality: str, args: argparse.Namespace, budget_s: float) -> di
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="bench/quality", help="working folder (archives, runs, MLflow store)")
+    p.add_argument("--out", default="out/quality", help="working folder (archives, runs, MLflow store)")
     p.add_argument("--budget-min", type=float, default=20.0, help="training budget for all modalities, minutes")
     p.add_argument("--modalities", default="image,waveform")
     p.add_argument("--n", type=int, default=6000, help="samples per training/evaluation archive")

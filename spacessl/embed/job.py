@@ -2,7 +2,7 @@
 
 ::
 
-    spacessl embed --model models:/aurora@latest --archive aurora.zarr --out aurora.emb.zarr
+    spacessl embed --model models:/aurora@current --archive aurora.zarr --out aurora.emb.zarr
 
 How it runs:
 
