@@ -6,7 +6,8 @@ component), frequency content (random band-, low- or high-pass, zero-phase, in t
 (time shift), noise level and colour (additive coloured noise at a random SNR), polarity and dead components.
 Every transform is vectorised over the batch (``torch.fft`` for filtering and noise) and runs on CPU or CUDA.
 
-Preset :func:`default`: shift -> coloured noise -> filter -> amplitude -> polarity -> component dropout.
+Preset :func:`default`: shift -> coloured noise -> filter -> amplitude -> polarity -> component dropout -> peak
+normalisation (views keep the scale of the evaluation input).
 """
 
 from __future__ import annotations
@@ -282,6 +283,22 @@ class RandomChannelDropout(Augment):
 # --------------------------------------------------------------------------------------------------- presets
 
 
+class PeakNormalize(Augment):
+    """Divide each window by its peak absolute value over components and time (all-zero windows stay zero).
+
+    Not random: the last step of a view pipeline, so that a view has the scale :class:`Preprocess` gives the
+    embedding path (``normalize="peak"``). The per-window gain of :class:`RandomAmplitudeScale` then cancels while
+    the per-component gains, the noise level and the filtering survive: without it a view's overall scale spans two
+    orders of magnitude that the evaluation input never has, and a contrastive loss spends its capacity on scale.
+    Shape: (B, C, T) -> (B, C, T).
+    """
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        check_batch(x, 3, "Waveform")
+        peak = x.abs().amax(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+        return x / torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
 def default(
     sampling_rate_hz: float = 100.0,
     max_shift: float = 0.1,
@@ -295,6 +312,7 @@ def default(
     channel_log10: Sequence[float] = (-0.3, 0.3),
     polarity_p: float = 0.5,
     channel_dropout_p: float = 0.1,
+    renormalize: bool = True,
 ) -> Compose:
     """Kinzel-style views: amplitude and frequency variation, plus shift, noise, polarity and dead components.
 
@@ -306,6 +324,7 @@ def default(
         amplitude_log10, channel_log10: per-window and per-component log10 gain ranges.
         polarity_p: polarity flip probability.
         channel_dropout_p: probability of zeroing one component.
+        renormalize: end with :class:`PeakNormalize`, so views have the evaluation input's scale (default).
     """
     return Compose(
         [
@@ -317,12 +336,14 @@ def default(
             RandomAmplitudeScale(log10_range=amplitude_log10, channel_log10_range=channel_log10),
             RandomPolarityFlip(p=polarity_p),
             RandomChannelDropout(p=channel_dropout_p),
+            *([PeakNormalize()] if renormalize else []),
         ]
     )
 
 
 __all__ = [
     "FILTER_KINDS",
+    "PeakNormalize",
     "RandomAmplitudeScale",
     "RandomChannelDropout",
     "RandomColouredNoise",

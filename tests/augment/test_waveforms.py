@@ -144,12 +144,16 @@ def test_default_pipeline():
     aug = build_augment("waveform", sampling_rate_hz=FS)
     text = str(aug)
     for name in ("RandomTimeShift", "RandomColouredNoise", "RandomFilter", "RandomAmplitudeScale",
-                 "RandomPolarityFlip", "RandomChannelDropout", "sampling_rate_hz=100.0"):
+                 "RandomPolarityFlip", "RandomChannelDropout", "PeakNormalize", "sampling_rate_hz=100.0"):
         assert name in text
     x = noise()
     y = aug(x, gen())
     assert y.shape == x.shape and torch.isfinite(y).all()
+    # views end peak-normalised, as the evaluation input: every window's peak is 1 (or the window is all zero)
+    peak = y.abs().amax(dim=(1, 2))
+    torch.testing.assert_close(peak, torch.ones_like(peak))
     torch.testing.assert_close(aug(x, gen(3)), aug(x, gen(3)))
+    assert "PeakNormalize" not in str(build_augment("waveform", sampling_rate_hz=FS, renormalize=False))
     with pytest.raises(SpacesslError, match="sampling_rate_hz"):
         build_augment("waveform", sample_rate=100.0)
 
