@@ -176,6 +176,17 @@ def registered_model_name(cfg: Config, modality: str) -> str:
     return cfg.tracking.model_name or f"{cfg.tracking.experiment}-{modality}"
 
 
+def _with_absolute_archive(cfg: Config) -> Config:
+    """``cfg`` with a relative local ``data.archive`` made absolute: Ray Train workers run in their own folders."""
+    from spacessl.archive.store import is_local, local_path
+
+    if not is_local(cfg.data.archive) or Path(local_path(cfg.data.archive)).is_absolute():
+        return cfg
+    out = cfg.model_copy(deep=True)
+    out.data.archive = str(Path(local_path(cfg.data.archive)).resolve())
+    return out
+
+
 def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train ``cfg`` on Ray Train, then log, register and alias the encoder in MLflow. See the module docstring.
 
@@ -197,6 +208,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Trai
     if cfg.tracking.model_alias.lower() == "latest":
         raise ConfigError("tracking.model_alias 'latest' is reserved by MLflow (models:/NAME/latest already means "
                           "the newest version); use another alias such as 'current'")
+    cfg = _with_absolute_archive(cfg)
     archive = open_archive(cfg.data.archive)  # attributes only; the workers read the data
     storage, run_dir, state = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
 

@@ -130,3 +130,15 @@ def test_killed_run_resumes_from_last_epoch(ray_cluster, tiny_archive, tmp_path)
     steps = [m.step for m in c.get_metric_history(result.mlflow_run_id, "epoch_loss")]
     assert sorted(set(steps)) == list(range(epochs))
     assert c.get_run(result.mlflow_run_id).info.status == "FINISHED"
+
+
+def test_relative_archive_made_absolute_for_the_workers(tmp_path, monkeypatch):
+    from spacessl.config import load_config
+    from spacessl.train.run import _with_absolute_archive
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["data.archive=demo/a.zarr"])
+    assert _with_absolute_archive(cfg).data.archive == str(tmp_path / "demo" / "a.zarr")
+    assert cfg.data.archive == "demo/a.zarr"  # the caller's config is left alone
+    remote = load_config(None, ["data.archive=s3://bucket/a.zarr"])
+    assert _with_absolute_archive(remote).data.archive == "s3://bucket/a.zarr"
