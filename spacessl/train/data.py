@@ -9,10 +9,13 @@ the steps of an epoch are set by the smallest worker share::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from spacessl.archive import Archive, Batch
 from spacessl.errors import ConfigError
@@ -106,6 +109,62 @@ def epoch_batches(archive: Archive, plan: EpochPlan, *, local_batch: int, seed: 
         finally:
             stream.close()
         attempt += 1
+
+
+def device_batches(batches: Iterable[Batch], preprocess: Callable[[np.ndarray], torch.Tensor],
+                   device: torch.device, *, depth: int = 2) -> Iterator[torch.Tensor]:
+    """Preprocessed sample tensors on ``device``, prepared up to ``depth`` batches ahead by a background thread.
+
+    The thread pulls each batch from ``batches`` (the archive stream) and runs ``preprocess`` on the CPU (torch ops
+    release the GIL); on CUDA it also pins the result, so the host-to-device copy issued here is asynchronous. So the
+    reader's gather, the preprocessing and the copy overlap the model's step instead of running between steps.
+    Order is kept; an error in the thread is raised here. Shape: each batch's samples (B, ...) -> (B, ...) float32.
+    """
+    pin = device.type == "cuda"
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for batch in batches:
+                x = preprocess(batch.samples)
+                if not put(x.pin_memory() if pin else x):
+                    return
+            put(end)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the consumer
+            put(exc)
+
+    thread = threading.Thread(target=work, name="spacessl-device-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item.to(device, non_blocking=pin)
+    finally:
+        stop.set()
+        while True:  # unblock the thread so that it can see the stop
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                break
+        thread.join(timeout=10)
+        close = getattr(batches, "close", None)
+        if close is not None and not thread.is_alive():
+            close()
 
 
 def read_rows(archive: Archive, chunks: list[int], max_rows: int) -> Batch:

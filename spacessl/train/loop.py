@@ -303,8 +303,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         batches = tdata.epoch_batches(archive, dataclasses.replace(plans[epoch], steps=steps),
                                       local_batch=local_batch, seed=seed * 7919 + epoch * world + rank,
                                       prefetch=cfg.data.prefetch, buffer_chunks=cfg.data.buffer_chunks)
-        for batch in batches:
-            x = comps.preprocess(batch.samples).to(device, non_blocking=True)
+        for x in tdata.device_batches(batches, comps.preprocess, device):
             out = train_step(model, x, augment=comps.augment, generator=generator, optimizer=optimizer,
                              scheduler=scheduler)
             loss_sum += out["loss"].float()

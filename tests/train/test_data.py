@@ -52,3 +52,39 @@ def test_batch_must_split_and_fit(archive):
 def test_read_rows_caps_and_keeps_labels(archive):
     rows = tdata.read_rows(archive, [2, 0], 40)
     assert len(rows.ids) == 40 and rows.ids[0] == 64 and len(rows.meta["label"]) == 40
+
+
+def test_device_batches_keep_order_and_values(archive):
+    import torch
+
+    from spacessl.augment import Preprocess
+
+    pre = Preprocess.for_archive(archive)
+    plan = tdata.plan_epoch(archive, list(range(archive.num_chunks)), world_size=1, rank=0, epoch=0, seed=0,
+                            local_batch=16)
+    direct = [pre(b.samples) for b in tdata.epoch_batches(archive, plan, local_batch=16, seed=3)]
+    ahead = list(tdata.device_batches(tdata.epoch_batches(archive, plan, local_batch=16, seed=3), pre,
+                                      torch.device("cpu"), depth=2))
+    assert len(ahead) == len(direct) == plan.steps
+    for a, d in zip(ahead, direct, strict=True):
+        torch.testing.assert_close(a, d, rtol=0, atol=0)
+
+
+def test_device_batches_raise_reader_errors_and_stop_early(archive):
+    import threading
+
+    import torch
+
+    def failing():
+        yield from tdata.epoch_batches(archive, plan, local_batch=16, seed=0)
+        raise RuntimeError("chunk 3 unreadable")
+
+    plan = tdata.plan_epoch(archive, list(range(archive.num_chunks)), world_size=1, rank=0, epoch=0, seed=0,
+                            local_batch=16)
+    with pytest.raises(RuntimeError, match="chunk 3 unreadable"):
+        list(tdata.device_batches(failing(), lambda x: torch.from_numpy(x.astype("float32")), torch.device("cpu")))
+    it = tdata.device_batches(tdata.epoch_batches(archive, plan, local_batch=16, seed=0),
+                              lambda x: torch.from_numpy(x.astype("float32")), torch.device("cpu"), depth=1)
+    next(it)
+    it.close()  # a consumer that stops early leaves no prefetch thread behind
+    assert not any(t.name == "spacessl-device-prefetch" for t in threading.enumerate())
