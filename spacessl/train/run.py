@@ -143,7 +143,9 @@ def connect_ray(address: str = "") -> bool:
     if address:
         ray.init(address=address)
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False)
+        # the dashboard serves the state API that Ray Train's placement-group cleaner polls; without it the cleaner
+        # warns every second (Ray picks a free port when 8265 is taken)
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=True)
     return True
 
 
