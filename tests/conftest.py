@@ -45,11 +45,13 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A local Ray cluster with 2 CPUs, shared by the whole session; shut down at the end."""
+    """A local Ray cluster with 2 CPUs, shared by the whole session; shut down at the end. Its dashboard is on:
+    Ray Train asks the state API whether its controller lives, and without a dashboard of its own that query goes
+    to whatever answers on localhost:8265 (another cluster, which knows no such actor)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+        ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, configure_logging=False,
                  runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "TQDM_DISABLE": "1"}})
     yield ray
     ray.shutdown()

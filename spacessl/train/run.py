@@ -143,8 +143,10 @@ def connect_ray(address: str = "") -> bool:
     if address:
         ray.init(address=address)
     else:
-        # the dashboard serves the state API that Ray Train's placement-group cleaner polls; without it the cleaner
-        # warns every second (Ray picks a free port when 8265 is taken)
+        # the dashboard serves the state API that Ray Train's placement-group cleaner polls to see whether the
+        # controller lives; without one of its own the query goes to whatever answers on localhost:8265 (another
+        # local cluster, which knows no such actor, so the cleaner removes this run's workers). Ray picks a free
+        # port when 8265 is taken.
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=True)
     return True
 
