@@ -219,13 +219,7 @@ class Archive:
                 q.put(exc)
 
         def put(item) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+            return put_unless_stopped(q, item, stop)
 
         thread = threading.Thread(target=reader, name="spacessl-archive-prefetch", daemon=True)
         thread.start()
@@ -326,6 +320,18 @@ class Archive:
     def __repr__(self) -> str:
         return (f"Archive({self.url!r}, modality={self.modality!r}, n={self.n}, sample_shape={self.sample_shape}, "
                 f"dtype={self.dtype.name}, complete={self.complete})")
+
+
+def put_unless_stopped(q: queue.Queue, item: object, stop: threading.Event, poll_s: float = 0.1) -> bool:
+    """Put ``item`` on the bounded queue ``q`` of a prefetch thread, waiting while it is full; returns False (the
+    item dropped) once the consumer has set ``stop``, so that the thread can end instead of blocking for ever."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=poll_s)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def open_archive(url: str, *, require_complete: bool = True,

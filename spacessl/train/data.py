@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from spacessl.archive import Archive, Batch
+from spacessl.archive.reader import put_unless_stopped
 from spacessl.errors import ConfigError
 
 
@@ -126,13 +127,7 @@ def device_batches(batches: Iterable[Batch], preprocess: Callable[[np.ndarray], 
     end = object()
 
     def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(q, item, stop)
 
     def work() -> None:
         try:
