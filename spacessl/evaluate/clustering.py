@@ -150,12 +150,31 @@ class ClusterScores:
     clusters: np.ndarray = field(repr=False)  # (N,) raw cluster ids
 
 
+def pca_whiten(x: np.ndarray, dim: int) -> np.ndarray:
+    """Rows of ``x`` (N, D) projected on their ``dim`` leading principal axes and scaled to unit variance per axis
+    (PCA whitening, fitted on ``x`` itself, no labels): (N, min(dim, D, N - 1)) float32. Zero-variance axes are
+    dropped."""
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(axis=0, keepdims=True)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)  # s: (min(N, D),), vt: (min(N, D), D)
+    keep = min(int(dim), len(s), max(1, len(x) - 1))
+    keep = max(1, min(keep, int((s > s[0] * 1e-6).sum()) if len(s) and s[0] > 0 else 1))
+    std = s[:keep] / np.sqrt(max(1, len(x) - 1))
+    return (centred @ vt[:keep].T / np.where(std > 0, std, 1.0)).astype(np.float32)
+
+
 def kmeans_scores(x: np.ndarray, y: np.ndarray, *, k: int | None = None, seed: int = 0, nredo: int = 3,
-                  spherical: bool = True) -> ClusterScores:
-    """k-means with ``k`` (default: number of classes in ``y``) clusters on ``x`` (N, D), scored against ``y``."""
+                  spherical: bool = True, whiten_dim: int | None = None) -> ClusterScores:
+    """k-means with ``k`` (default: number of classes in ``y``) clusters on ``x`` (N, D), scored against ``y``.
+
+    With ``whiten_dim``, k-means runs on :func:`pca_whiten` (``x``, whiten_dim) (then L2-normalised when
+    ``spherical``), the protocol of Caron et al. (DeepCluster, 2018): self-supervised embeddings put most of their
+    variance in a few directions that need not separate the classes, and whitening equalises them."""
     y = np.asarray(y, dtype=np.int64)
     num_classes = int(y.max()) + 1
     k = int(k or len(np.unique(y)))
+    if whiten_dim:
+        x = pca_whiten(x, whiten_dim)
     clusters = kmeans(x, k, seed=seed, nredo=nredo, spherical=spherical)
     mapping = hungarian_match(y, clusters)
     matched = relabel(clusters, mapping)

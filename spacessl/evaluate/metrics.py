@@ -7,8 +7,8 @@ For features ``x`` (N, D) with labels ``y`` (N,) and a split (train rows, test r
 - ``linear_acc``: logistic regression on standardised features (:mod:`spacessl.evaluate.linear_probe`), fit on
   train rows, scored on test rows;
 - ``kmeans_acc``, ``nmi``, ``ari``: spherical k-means with k = number of classes on all N rows (unsupervised, so
-  no rows are held out), scored by Hungarian-matched accuracy, NMI and ARI
-  (:mod:`spacessl.evaluate.clustering`);
+  no rows are held out) after PCA whitening to ``KMEANS_WHITEN_DIM`` dimensions, scored by Hungarian-matched
+  accuracy, NMI and ARI (:mod:`spacessl.evaluate.clustering`); ``kmeans_whiten=0`` clusters the vectors as they are;
 - confusion matrices (true class × predicted class) of all three, the k-means one after Hungarian matching.
 """
 
@@ -23,6 +23,8 @@ from spacessl.evaluate.knn import DEFAULT_K, DEFAULT_TEMPERATURE, knn_accuracy
 from spacessl.evaluate.linear_probe import linear_probe
 
 METRIC_KEYS = ("knn_acc", "linear_acc", "kmeans_acc", "nmi", "ari")
+#: dimensions k-means sees after PCA whitening (DeepCluster's protocol, which used 256 for 4096-d features)
+KMEANS_WHITEN_DIM = 32
 
 
 @dataclass
@@ -43,7 +45,7 @@ class FeatureMetrics:
 
 def feature_metrics(x: np.ndarray, y: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray, *,
                     k: int = DEFAULT_K, temperature: float = DEFAULT_TEMPERATURE, seed: int = 0,
-                    linear: bool = True) -> FeatureMetrics:
+                    linear: bool = True, kmeans_whiten: int = KMEANS_WHITEN_DIM) -> FeatureMetrics:
     """Score features ``x`` (N, D) against labels ``y`` (N,) int >= 0 on the given split (row index arrays)."""
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
@@ -56,7 +58,7 @@ def feature_metrics(x: np.ndarray, y: np.ndarray, train_rows: np.ndarray, test_r
         lin_acc, lin_pred = linear_probe(xtr, ytr, xte, yte, seed=seed)
     else:
         lin_acc, lin_pred = float("nan"), np.empty(0, np.int64)
-    km = kmeans_scores(x, y, seed=seed)
+    km = kmeans_scores(x, y, seed=seed, whiten_dim=kmeans_whiten or None)
     confusion = {"knn": confusion_matrix(yte, knn_pred, num_classes, num_classes), "kmeans": km.confusion}
     if linear:
         confusion["linear"] = confusion_matrix(yte, lin_pred, num_classes, num_classes)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from spacessl.evaluate.knn import DEFAULT_K, DEFAULT_TEMPERATURE
-from spacessl.evaluate.metrics import METRIC_KEYS, FeatureMetrics, feature_metrics
+from spacessl.evaluate.metrics import KMEANS_WHITEN_DIM, METRIC_KEYS, FeatureMetrics, feature_metrics
 from spacessl.evaluate.sample import EvaluationDataError, sample_embeddings
 from spacessl.evaluate.splits import SPLITS, SplitError, group_ids, grouped_split, random_split
 
@@ -99,7 +99,7 @@ def evaluate_embeddings(url: str, *, split: str = "grouped", max_samples: int = 
         result[name] = m.scores()
         result["confusion"][name] = {kind: c.tolist() for kind, c in m.confusion.items()}
     result["settings"] = {"knn_k": k, "knn_temperature": temperature, "knn_weighting": "exp(cos/T)",
-                          "linear": "StandardScaler+LogisticRegression(C=1)", "kmeans": "spherical, k=classes",
+                          "linear": "StandardScaler+LogisticRegression(C=1)", "kmeans": f"spherical, k=classes, on PCA-whitened {KMEANS_WHITEN_DIM}-d",
                           "test_fraction": test_fraction, "max_samples": max_samples, "seed": seed}
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result

@@ -58,3 +58,38 @@ def test_choose_k_finds_the_blobs():
     choice = choose_k(x, range(2, 9))
     assert choice.k == 5
     assert "silhouette" in choice.reason and set(choice.scores) == set(range(2, 9))
+
+
+def test_pca_whiten_matches_sklearn_up_to_sign():
+    import numpy as np
+    from sklearn.decomposition import PCA
+
+    from spacessl.evaluate.clustering import pca_whiten
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 20)) @ rng.normal(size=(20, 20))  # correlated columns
+    ours = pca_whiten(x, 5)
+    ref = PCA(5, whiten=True, svd_solver="full").fit_transform(x)
+    signs = np.sign((ours * ref).sum(0))
+    np.testing.assert_allclose(ours * signs, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.cov(ours.T), np.eye(5), atol=1e-4)  # unit variance, uncorrelated
+    assert pca_whiten(x[:3], 32).shape == (3, 2)  # at most N - 1 axes
+
+
+def test_whitening_recovers_classes_hidden_behind_a_loud_nuisance_direction():
+    """Two classes apart along a quiet axis, a loud class-free Gaussian axis on top: plain k-means cuts the loud
+    axis, k-means on whitened features (both axes of unit variance) cuts where the data has its gap."""
+    import numpy as np
+
+    from spacessl.evaluate.clustering import kmeans_scores
+
+    rng = np.random.default_rng(1)
+    n = 400
+    y = np.repeat([0, 1], n // 2)
+    x = np.zeros((n, 3))
+    x[:, 0] = rng.normal(0, 30.0, n)  # loud, class-free
+    x[:, 1] = np.where(y == 0, -1.0, 1.0) + rng.normal(0, 0.1, n)  # the classes
+    x[:, 2] = rng.normal(0, 0.1, n)
+    plain = kmeans_scores(x, y, spherical=False)
+    white = kmeans_scores(x, y, spherical=False, whiten_dim=2)
+    assert plain.accuracy < 0.7 and white.accuracy == 1.0
