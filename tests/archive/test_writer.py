@@ -78,10 +78,20 @@ def test_repeated_kills_at_random_moments(tmp_path):
         proc.kill()
         proc.wait()
         kills += 1
+        if _complete(url):  # killed after it set `complete` (e.g. while the interpreter shut down): nothing to resume
+            break
     else:
         pytest.fail("producer never finished")
-    assert proc.returncode == 0 and kills >= 1
+    assert (proc.returncode == 0 or _complete(url)) and kills >= 1
     assert_same(archive_content(ref), archive_content(url))
+
+
+def _complete(url) -> bool:
+    try:
+        open_archive(str(url))
+    except Exception:  # noqa: BLE001 - missing or unfinished
+        return False
+    return True
 
 
 def test_complete_archive_is_never_touched_without_overwrite(tmp_path):
