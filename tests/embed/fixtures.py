@@ -68,3 +68,19 @@ def save_tiny_encoder(path: str | Path, *, in_channels: int = 1, embed_dim: int 
             "mlflow_run_id": "0123456789abcdef"}
     (path / INFO_FILE).write_text(json.dumps(info))
     return str(path)
+
+
+def make_exact_index(root: Path, *, n: int, chunk_size: int, size: int = 32,
+                     shard_chunks: int = 2) -> tuple[Path, str, str]:
+    """Synthetic frames → tiny encoder → the Ray embedding job → an exact sharded index under ``root``.
+
+    Returns (index folder, archive URL, model checkpoint). Needs a running Ray (the ``ray_cluster`` fixture).
+    """
+    from spacessl.embed.job import embed_archive
+    from spacessl.index.build import build_index
+
+    archive = make_image_archive(root / "a.zarr", n=n, size=size, chunk_size=chunk_size, shard_chunks=shard_chunks)
+    model = save_tiny_encoder(root / "ckpt")
+    embed_archive(model, archive, str(root / "e.zarr"), batch_size=32, progress=False)
+    build_index(str(root / "e.zarr"), root / "idx", kind="flat", progress=False)
+    return root / "idx", archive, model

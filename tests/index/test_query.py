@@ -10,21 +10,13 @@ from PIL import Image
 
 from spacessl.cli import main
 from spacessl.index.query import QueryError, parse_time, query
-from tests.embed.fixtures import CAMERAS, LABELS, T0_NS, make_image_archive, save_tiny_encoder
+from tests.embed.fixtures import CAMERAS, LABELS, T0_NS, make_exact_index
 
 
 @pytest.fixture(scope="module")
 def index_dir(ray_cluster, tmp_path_factory):
     """240 frames of 4 cameras (one frame every 3 s each), embedded by the job, in an exact sharded index."""
-    from spacessl.embed.job import embed_archive
-    from spacessl.index.build import build_index
-
-    root = tmp_path_factory.mktemp("query")
-    archive = make_image_archive(root / "a.zarr", n=240, size=32, chunk_size=16, shard_chunks=2)
-    ckpt = save_tiny_encoder(root / "ckpt")
-    embed_archive(ckpt, archive, str(root / "e.zarr"), batch_size=32, progress=False)
-    build_index(str(root / "e.zarr"), root / "idx", kind="flat", progress=False)
-    return root / "idx"
+    return make_exact_index(tmp_path_factory.mktemp("query"), n=240, chunk_size=16)[0]
 
 
 def ids_of(result) -> list[int]:
