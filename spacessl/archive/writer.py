@@ -213,7 +213,7 @@ class ArchiveWriter:
                              "tables": {k: [0, 0] for k in self.tables}}}
         if attrs["label_names"] is None:
             del attrs["label_names"]
-        group.attrs.update(attrs)
+        group.attrs.put(attrs)
         self.n = 0
         self.cursor = (0, 0)
         self._rejects_committed = 0
@@ -392,8 +392,11 @@ class ArchiveWriter:
             cursor = (int(pos[-1, 0]), int(pos[-1, 1]) + 1)
         tables = {name: list(t.flush()) for name, t in self.tables.items()}
         self._flush_rejects(final=False, before_input=cursor[0])
-        self.group.attrs.update({"n": n1, "_writer": {"input_index": cursor[0], "offset": cursor[1],
-                                                      "rejects": self._rejects_committed, "tables": tables}})
+        # one write of the group metadata: ``attrs.update`` would write it once per key, and a kill between the
+        # two writes would leave the new count beside the old cursor (the chunk would be appended again on resume)
+        self.group.attrs.put({**self.group.attrs.asdict(), "n": n1,
+                              "_writer": {"input_index": cursor[0], "offset": cursor[1],
+                                          "rejects": self._rejects_committed, "tables": tables}})
         self.n, self.cursor = n1, cursor
 
     # ------------------------------------------------------------------------------------------- rejects

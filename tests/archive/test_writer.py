@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -51,6 +52,34 @@ def test_round_trip(tmp_path):
     assert [r.split(",")[0] for r in rejects[1:]] == [f"file{i}.png" for i in range(N_INPUTS) if i % 9 == 4]
     # the last chunk is partial, every other chunk whole
     assert a.num_chunks == -(-a.n // 7)
+
+
+def test_every_metadata_write_keeps_count_and_cursor_together(tmp_path, monkeypatch):
+    """A kill can land between any two writes of the group metadata, so each write on its own must be a state to
+    resume from: the committed count ``n`` equals the rows of the inputs before the cursor plus its offset."""
+    import zarr
+
+    from tests.archive.producer import N_INPUTS, input_samples
+    from tests.archive.producer import main as produce
+
+    written: list[dict] = []
+    original = zarr.Group.update_attributes
+
+    def recording(self, new_attributes):
+        out = original(self, new_attributes)
+        written.append(json.loads(json.dumps(dict(out.attrs))))
+        return out
+
+    monkeypatch.setattr(zarr.Group, "update_attributes", recording)
+    produce(str(tmp_path / "a.zarr"), None, 0.0)
+    rows = [0 if i % 9 == 4 else len(input_samples(i)) for i in range(N_INPUTS)]
+    assert written[0]["n"] == 0 and written[0]["_writer"]["input_index"] == 0  # created whole, in one write
+    states = [w for w in written if "_writer" in w]
+    assert len(states) == 1 + sum(rows) // 7  # creation, then one write per whole chunk (close writes the rest)
+    for w in states:
+        cur = w["_writer"]
+        assert w["n"] == sum(rows[:cur["input_index"]]) + cur["offset"], w
+    assert written[-1]["complete"] is True and written[-1]["n"] == sum(rows)
 
 
 @pytest.mark.parametrize("kill_after", [1, 8, 22, 38])
