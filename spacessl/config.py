@@ -32,6 +32,10 @@ class DataConfig(_Section):
     archive: str = ""  #: archive URL (local path, s3://, gs://)
     input_size: int | None = None  #: image side in px after preprocessing; None keeps the archive's size
     window_samples: int | None = None  #: waveform length T after preprocessing; None keeps the archive's
+    #: images: "percentile" scales each frame so that its stretch_percentiles (inside the field of view) map to 0
+    #: and 1, as all-sky quick-looks are scaled (exposure and gain no longer set the level); "none" keeps DN/max
+    stretch: Literal["none", "percentile"] = "none"
+    stretch_percentiles: tuple[float, float] = (1.0, 99.5)  #: (low, high) in [0, 100]
     holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0)  #: chunks held out for kNN monitoring
     prefetch: int = Field(2, ge=1)  #: chunks read ahead per worker
     buffer_chunks: int = Field(2, ge=1)  #: chunks in the shuffle buffer per worker

@@ -6,8 +6,10 @@ query sample, so that a query file is embedded exactly as the archive was. Build
 
 Images (B, C, H, W), any integer or float dtype:
     float32 = raw / max_value (the archive's ``max_value`` attribute, else the integer dtype's maximum, else 1 for
-    floats), clipped to [0, 1]; resized (bilinear, antialiased) to ``input_size`` x ``input_size``; optionally the
-    all-sky field of view outside ``fov_radius`` set to 0.
+    floats), clipped to [0, 1]; resized (bilinear, antialiased) to ``input_size`` x ``input_size``; optionally
+    stretched per frame ("percentile": ``(x - p_lo) / (p_hi - p_lo)`` clipped to [0, 1], the percentiles of each
+    frame and channel taken over its field of view, as all-sky quick-looks are scaled, so that exposure and gain
+    no longer set the level); optionally the all-sky field of view outside ``fov_radius`` set to 0.
 Waveforms (B, C, T), counts or physical units:
     cropped (from the start) or zero-padded (at the end) to ``window_samples``; each component demeaned; each
     window divided by its peak |x| over all components ("peak", guarded for dead windows) or by its standard
@@ -16,6 +18,7 @@ Waveforms (B, C, T), counts or physical units:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,7 @@ from spacessl.errors import SpacesslError
 
 MODALITIES = ("image", "waveform")
 NORMALIZATIONS = ("peak", "std", "none")
+STRETCHES = ("none", "percentile")
 
 
 class Preprocess:
@@ -41,6 +45,9 @@ class Preprocess:
         fov_radius: images: zero everything outside this field-of-view circle (fraction of half the shorter side);
             None keeps the whole frame.
         window_samples: waveforms: output length T (None keeps the input's).
+        stretch: images: "none", or "percentile" (per frame and channel, ``stretch_percentiles`` of the pixels
+            inside the field of view map to 0 and 1).
+        stretch_percentiles: images: (low, high) percentiles in [0, 100] for the "percentile" stretch.
         normalize: waveforms: "peak" (max |x| over components and time -> 1), "std" (unit std), "none".
         demean: waveforms: subtract each component's mean.
         in_channels: expected C; None accepts any.
@@ -56,6 +63,8 @@ class Preprocess:
         input_size: int | None = None,
         max_value: float | None = None,
         fov_radius: float | None = None,
+        stretch: str = "none",
+        stretch_percentiles: tuple[float, float] | list[float] = (1.0, 99.5),
         window_samples: int | None = None,
         normalize: str = "peak",
         demean: bool = True,
@@ -67,6 +76,12 @@ class Preprocess:
             raise SpacesslError(
                 f"Unknown waveform normalisation {normalize!r}. Available types are: {', '.join(NORMALIZATIONS)}."
             )
+        if stretch not in STRETCHES:
+            raise SpacesslError(f"Unknown image stretch {stretch!r}. Available stretches are: {', '.join(STRETCHES)}.")
+        lo_p, hi_p = (float(v) for v in stretch_percentiles)
+        if not 0.0 <= lo_p < hi_p <= 100.0:
+            raise SpacesslError(f"stretch_percentiles must be (low, high) with 0 <= low < high <= 100, "
+                                f"got {tuple(stretch_percentiles)}.")
         for name, value in (("input_size", input_size), ("window_samples", window_samples)):
             if value is not None and value < 1:
                 raise SpacesslError(f"{name} must be a positive integer or None, got {value}.")
@@ -78,6 +93,8 @@ class Preprocess:
         self.input_size = input_size
         self.max_value = None if max_value is None else float(max_value)
         self.fov_radius = None if fov_radius is None else float(fov_radius)
+        self.stretch = stretch
+        self.stretch_percentiles = (lo_p, hi_p)
         self.window_samples = window_samples
         self.normalize = normalize
         self.demean = demean
@@ -85,12 +102,15 @@ class Preprocess:
 
     @classmethod
     def for_archive(
-        cls, archive: Any, input_size: int | None = None, window_samples: int | None = None, **overrides: Any
+        cls, archive: Any, input_size: int | None = None, window_samples: int | None = None, *,
+        stretch: str = "none", stretch_percentiles: tuple[float, float] | list[float] = (1.0, 99.5),
+        **overrides: Any
     ) -> Preprocess:
         """The preprocessing of ``archive`` (an :class:`~spacessl.archive.Archive`).
 
         Reads modality, channel count and the optional ``max_value`` and ``fov_radius`` attributes. For waveforms,
-        ``window_samples`` falls back to ``input_size`` (so one ``data.input_size`` setting serves both).
+        ``window_samples`` falls back to ``input_size`` (so one ``data.input_size`` setting serves both); a
+        ``stretch`` other than "none" is refused for them (it is an image option).
         """
         attrs = dict(getattr(archive, "attrs", {}) or {})
         modality = archive.modality
@@ -99,7 +119,13 @@ class Preprocess:
             kwargs["input_size"] = input_size
             kwargs["max_value"] = attrs.get("max_value")
             kwargs["fov_radius"] = attrs.get("fov_radius")
+            kwargs["stretch"] = stretch
+            kwargs["stretch_percentiles"] = tuple(stretch_percentiles)
         else:
+            if stretch != "none":
+                raise SpacesslError(f"stretch={stretch!r} applies to image archives only, and "
+                                    f"{getattr(archive, 'url', 'this archive')} holds waveforms; set data.stretch "
+                                    "to none")
             kwargs["window_samples"] = window_samples if window_samples is not None else input_size
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -150,8 +176,11 @@ class Preprocess:
         if self.input_size is not None and (h, w) != (self.input_size, self.input_size):
             t = F.interpolate(t, size=(self.input_size, self.input_size), mode="bilinear", antialias=True,
                               align_corners=False).clamp_(0.0, 1.0)
-        if self.fov_radius is not None:
-            t = t * fov_mask(t.shape[-2], t.shape[-1], self.fov_radius, t.device)
+        mask = None if self.fov_radius is None else fov_mask(t.shape[-2], t.shape[-1], self.fov_radius, t.device)
+        if self.stretch == "percentile":
+            t = percentile_stretch(t, self.stretch_percentiles, mask)
+        if mask is not None:
+            t = t * mask
         return t.contiguous()
 
     def _waveform(self, x: np.ndarray | Tensor) -> Tensor:
@@ -175,12 +204,46 @@ class Preprocess:
     def __str__(self) -> str:
         if self.modality == "image":
             keys = ("input_size", "max_value", "fov_radius", "in_channels")
+            if self.stretch != "none":
+                keys = (*keys[:3], "stretch", "stretch_percentiles", keys[3])
         else:
             keys = ("window_samples", "demean", "normalize", "in_channels")
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys)
         return f"Preprocess(modality={self.modality!r}, {args})"
 
     __repr__ = __str__
+
+
+def percentile_stretch(x: Tensor, percentiles: tuple[float, float], mask: Tensor | None = None) -> Tensor:
+    """Per frame and channel: ``(x - p_lo) / (p_hi - p_lo)`` clipped to [0, 1].
+
+    Args:
+        x: (B, C, H, W) float.
+        percentiles: (low, high) in [0, 100], linearly interpolated between order statistics (numpy's default).
+        mask: (H, W), nonzero where the percentiles are taken (the field of view); None = every pixel.
+
+    Returns:
+        (B, C, H, W) float32; a flat frame (p_hi == p_lo) becomes 0.
+    """
+    b, c, h, w = x.shape
+    flat = x.reshape(b * c, h * w)
+    if mask is not None:
+        flat = flat[:, mask.reshape(-1) > 0]
+    n = flat.shape[1]
+    if n == 0:
+        raise SpacesslError("the field of view holds no pixel; check fov_radius")
+    ordered = flat.sort(dim=1).values
+    bounds = []
+    for p in percentiles:
+        pos = p / 100.0 * (n - 1)
+        i0 = int(math.floor(pos))
+        i1 = min(i0 + 1, n - 1)
+        frac = pos - i0
+        bounds.append(ordered[:, i0] * (1.0 - frac) + ordered[:, i1] * frac)
+    lo = bounds[0].view(b, c, 1, 1)
+    span = (bounds[1] - bounds[0]).view(b, c, 1, 1)
+    y = (x - lo) / torch.where(span > 0, span, torch.ones_like(span))
+    return torch.where(span > 0, y, torch.zeros_like(y)).clamp_(0.0, 1.0)
 
 
 def _to_float_tensor(x: np.ndarray | Tensor) -> Tensor:
@@ -192,4 +255,4 @@ def _to_float_tensor(x: np.ndarray | Tensor) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
-__all__ = ["MODALITIES", "NORMALIZATIONS", "Preprocess"]
+__all__ = ["MODALITIES", "NORMALIZATIONS", "STRETCHES", "Preprocess", "percentile_stretch"]

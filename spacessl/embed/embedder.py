@@ -44,7 +44,8 @@ def build_preprocess(archive: Any, info: dict[str, Any]) -> Any:
     from spacessl.augment.preprocess import Preprocess
 
     return Preprocess.for_archive(archive, input_size=info.get("input_size"),
-                                  window_samples=info.get("window_samples"))
+                                  window_samples=info.get("window_samples"), stretch=info.get("stretch") or "none",
+                                  stretch_percentiles=info.get("stretch_percentiles") or (1.0, 99.5))
 
 
 def check_compatible(archive: Any, info: dict[str, Any], model_uri: str) -> None:

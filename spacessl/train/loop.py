@@ -93,7 +93,8 @@ def build_components(cfg: Config, archive: Archive) -> Components:
     from spacessl.models.registry import build_method
 
     preprocess = Preprocess.for_archive(archive, input_size=cfg.data.input_size,
-                                        window_samples=cfg.data.window_samples)
+                                        window_samples=cfg.data.window_samples, stretch=cfg.data.stretch,
+                                        stretch_percentiles=cfg.data.stretch_percentiles)
     augment = build_augment(archive.modality, cfg.augment.preset, **augment_params(cfg, archive))
     in_channels = int(archive.sample_shape[0])
     encoder = build_encoder(cfg.model.encoder, modality=archive.modality, in_channels=in_channels,
@@ -104,7 +105,8 @@ def build_components(cfg: Config, archive: Archive) -> Components:
     info = {"encoder": cfg.model.encoder, "method": cfg.model.method, "modality": archive.modality,
             "in_channels": in_channels, "embed_dim": cfg.model.embed_dim,
             "input_shape": list(example.shape[1:]), "input_size": cfg.data.input_size,
-            "window_samples": cfg.data.window_samples, "sample_shape": list(archive.sample_shape),
+            "window_samples": cfg.data.window_samples, "stretch": cfg.data.stretch,
+            "stretch_percentiles": list(cfg.data.stretch_percentiles), "sample_shape": list(archive.sample_shape),
             "archive_url": archive.url, "archive_fingerprint": archive.fingerprint(),
             "augment": str(augment)}
     return Components(method=method, preprocess=preprocess, augment=augment, info=info)

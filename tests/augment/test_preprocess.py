@@ -103,3 +103,48 @@ def test_errors():
         Preprocess(modality="waveform", normalize="max")
     with pytest.raises(SpacesslError, match="Available modalities"):
         Preprocess(modality="video")
+
+
+def test_percentile_stretch_matches_numpy_inside_the_field_of_view():
+    from spacessl.augment.images import fov_mask
+
+    rng = np.random.default_rng(4)
+    raw = rng.gamma(2.0, 300.0, size=(3, 2, 20, 20)).astype(np.float32)
+    pre = Preprocess(modality="image", max_value=4000.0, fov_radius=1.0, stretch="percentile",
+                     stretch_percentiles=(2.0, 98.0))
+    x = pre(raw).numpy()
+    inside = fov_mask(20, 20, 1.0).numpy() > 0
+    scaled = np.clip(raw / 4000.0, 0, 1)
+    for b in range(3):
+        for c in range(2):
+            lo, hi = np.percentile(scaled[b, c][inside], [2.0, 98.0])
+            want = np.clip((scaled[b, c] - lo) / (hi - lo), 0, 1) * inside
+            np.testing.assert_allclose(x[b, c], want, atol=1e-5)
+    assert np.all(x[..., ~inside] == 0)
+
+
+def test_percentile_stretch_removes_exposure_and_keeps_flat_frames_dark():
+    rng = np.random.default_rng(5)
+    sky = rng.gamma(2.0, 100.0, size=(1, 1, 32, 32))
+    frames = np.concatenate([sky, 7.5 * sky]).astype(np.uint16)  # the same sky at two exposures, no saturation
+    pre = Preprocess(modality="image", input_size=16, max_value=16383, fov_radius=1.0, stretch="percentile")
+    x = pre(frames)
+    torch.testing.assert_close(x[0], x[1], atol=2e-3, rtol=0)
+    plain = Preprocess(modality="image", input_size=16, max_value=16383, fov_radius=1.0)(frames)
+    assert plain[1].mean() > 5 * plain[0].mean()  # without the stretch the level follows the exposure
+    flat = Preprocess(modality="image", stretch="percentile")(np.full((1, 1, 8, 8), 900, np.uint16))
+    assert torch.all(flat == 0)
+
+
+def test_stretch_settings_are_checked_and_printed():
+    with pytest.raises(SpacesslError, match="Unknown image stretch 'log'"):
+        Preprocess(modality="image", stretch="log")
+    with pytest.raises(SpacesslError, match="stretch_percentiles"):
+        Preprocess(modality="image", stretch="percentile", stretch_percentiles=(99.0, 1.0))
+    waves = SimpleNamespace(modality="waveform", sample_shape=(3, 1000), attrs={}, url="w.zarr")
+    with pytest.raises(SpacesslError, match="image archives only.*w.zarr"):
+        Preprocess.for_archive(waves, stretch="percentile")
+    frames = SimpleNamespace(modality="image", sample_shape=(1, 64, 64), attrs={"max_value": 16383, "fov_radius": 1.0})
+    pre = Preprocess.for_archive(frames, input_size=32, stretch="percentile")
+    assert str(pre) == ("Preprocess(modality='image', input_size=32, max_value=16383.0, fov_radius=1.0, "
+                        "stretch='percentile', stretch_percentiles=(1.0, 99.5), in_channels=1)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from spacessl.archive import open_archive
 from spacessl.errors import ConfigError
@@ -88,3 +89,22 @@ def test_device_batches_raise_reader_errors_and_stop_early(archive):
     next(it)
     it.close()  # a consumer that stops early leaves no prefetch thread behind
     assert not any(t.name == "spacessl-device-prefetch" for t in threading.enumerate())
+
+
+def test_stretch_travels_from_the_config_to_the_embedding_path(archive, tmp_path):
+    """The per-frame stretch a model was trained with is recorded in its info and rebuilt when embedding."""
+    from spacessl.embed.embedder import build_preprocess
+    from spacessl.train.loop import build_components
+    from tests.train.tiny import tiny_config
+
+    cfg = tiny_config(archive.url, tmp_path, "data.stretch=percentile", "data.stretch_percentiles=[5, 95]")
+    comps = build_components(cfg, archive)
+    assert comps.info["stretch"] == "percentile" and comps.info["stretch_percentiles"] == [5.0, 95.0]
+    rebuilt = build_preprocess(archive, comps.info)
+    assert str(rebuilt) == str(comps.preprocess) and "stretch='percentile'" in str(rebuilt)
+    raw = archive.read(0, 8, fields=[]).samples
+    x = rebuilt(raw)
+    assert torch.equal(x, comps.preprocess(raw))
+    assert torch.allclose(x.amax(dim=(1, 2, 3)), torch.ones(8))  # each frame spans [0, 1]
+    plain = build_preprocess(archive, {k: v for k, v in comps.info.items() if not k.startswith("stretch")})
+    assert plain.stretch == "none"  # models trained before the option keep their preprocessing
