@@ -1,0 +1,164 @@
+"""Screen SimCLR recipes for all-sky frames at a fixed number of steps, then score them like ``spacessl evaluate``.
+
+    python benchmarks/image_recipes.py --archive out/quality/aurora.zarr --out out/recipes          # train + score
+    python benchmarks/image_recipes.py --archive A --out DIR --variants v1_stretch48,v8_stretch32_adam
+    python benchmarks/image_recipes.py --archive A --out DIR --score-only                          # score saved
+
+Each variant trains the training loop's own components (``build_components``, ``build_optimizer``,
+``train_step``; bf16 autocast on CUDA) in this process, without Ray or MLflow, for the number of steps at batch 64
+that a 2-core CPU manages in the quality benchmark's 20 minutes at that input size (~1,400 at 32 px, ~1,000 at
+48 px), or a multiple of it (``x4``). Batches are drawn uniformly from the whole archive (SSL uses no labels).
+Backbone features of every frame are saved as ``DIR/<variant>.npy`` (float16) and scored on the benchmark's
+grouped split (whole camera-nights on one side) with ``feature_metrics``: weighted kNN (k=20), linear probe,
+k-means on PCA-whitened features. Where FAISS or scikit-learn are missing (a bare GPU machine), only a quick
+cosine kNN is printed and ``--score-only`` scores the saved features later on a machine that has them.
+
+This is how the quality benchmark's image recipe was chosen; it runs in minutes on one GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spacessl.archive import open_archive  # noqa: E402
+from spacessl.config import load_config  # noqa: E402
+from spacessl.train.loop import build_components, build_optimizer, train_step  # noqa: E402
+from spacessl.train.schedule import build_scheduler  # noqa: E402
+
+#: the quality benchmark's image recipe before per-frame stretch and AdamW (SGD at lr 0.6 per 256)
+BASE = ["model.method=simclr", "model.encoder=resnet18", "model.proj_hidden_dim=512", "model.proj_out_dim=128",
+        "model.temperature=0.2", "augment.preset=allsky", "train.batch_size=64", "train.optimizer=sgd",
+        "train.lr=0.6", "train.momentum=0.9", "train.weight_decay=1.0e-5", "train.schedule=cosine"]
+ADAM = ["train.optimizer=adamw", "train.lr=0.002", "train.weight_decay=1.0e-4"]
+STRETCH = ["data.stretch=percentile"]
+NO_JITTER = ["augment.params={brightness: [1.0, 1.0], contrast: [1.0, 1.0], gamma: [1.0, 1.0]}"]
+
+#: name -> (overrides, steps at batch 64)
+VARIANTS: dict[str, tuple[list[str], int]] = {
+    "v0_base48": (["data.input_size=48"], 800),
+    "v1_stretch48": (["data.input_size=48", *STRETCH], 800),
+    "v2_stretch32": (["data.input_size=32", *STRETCH], 1700),
+    "v3_base32": (["data.input_size=32"], 1700),
+    "v4_stretch32_t05": (["data.input_size=32", *STRETCH, "model.temperature=0.5"], 1700),
+    "v5_stretch32_oath": (["data.input_size=32", *STRETCH, "augment.preset=oath"], 1700),
+    "v7_stretch48_x4": (["data.input_size=48", *STRETCH], 3200),
+    "v8_stretch32_adam": (["data.input_size=32", *STRETCH, *ADAM], 1700),
+    "w1_p98_adam": (["data.input_size=32", *STRETCH, "data.stretch_percentiles=[1, 98]", *ADAM], 1400),
+    "w3_p98_nojitter_adam": (["data.input_size=32", *STRETCH, "data.stretch_percentiles=[1, 98]", *ADAM,
+                              *NO_JITTER], 1400),
+    "w4_p98_48_adam": (["data.input_size=48", *STRETCH, "data.stretch_percentiles=[1, 98]", *ADAM], 1000),
+}
+
+
+def grouped_split(archive) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, train rows, test rows) of the benchmark's grouped split."""
+    from spacessl.evaluate.splits import make_split
+
+    b = archive.read(0, archive.n, fields=["label", "source", "time_ns"])
+    y = b.meta["label"].astype(np.int64)
+    tr, te = make_split("grouped", y, source=np.asarray(b.meta["source"]), time_ns=b.meta["time_ns"])
+    return y, tr, te
+
+
+def quick_knn(x: torch.Tensor, y: torch.Tensor, tr: torch.Tensor, te: torch.Tensor, k: int = 20,
+              temperature: float = 0.07) -> float:
+    """Weighted cosine kNN accuracy (the evaluation's rule), in torch, for machines without FAISS."""
+    x = F.normalize(x.float(), dim=1)
+    s, i = (x[te] @ x[tr].T).topk(k, dim=1)
+    votes = torch.zeros(len(te), int(y.max()) + 1, device=x.device)
+    votes.scatter_add_(1, y[tr][i], (s / temperature).exp())
+    return float((votes.argmax(1) == y[te]).float().mean())
+
+
+def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch.device) -> tuple[torch.Tensor, dict]:
+    """Train one variant for ``steps`` steps; returns backbone features (N, 512) of every frame and facts."""
+    overrides, _ = VARIANTS[name]
+    cfg = load_config(None, [*BASE, *overrides])
+    torch.manual_seed(0)
+    comps = build_components(cfg, archive)
+    x_all = torch.cat([comps.preprocess(c) for c in np.array_split(raw, max(1, len(raw) // 512))]).to(device)
+    model = comps.method.to(device)
+    opt = build_optimizer(cfg, model.parameters(), global_batch=cfg.train.batch_size)
+    sched = build_scheduler(opt, warmup_steps=round(0.05 * steps), total_steps=steps, schedule="cosine")
+    gen = torch.Generator(device=device).manual_seed(0)
+    pick = torch.Generator().manual_seed(0)
+    losses = []
+    t0 = time.perf_counter()
+    for s in range(steps):
+        idx = torch.randint(0, len(x_all), (cfg.train.batch_size,), generator=pick).to(device)
+        out = train_step(model.train(), x_all[idx], augment=comps.augment, generator=gen, optimizer=opt,
+                         scheduler=sched)
+        if s % 100 == 0 or s == steps - 1:
+            losses.append(round(float(out["loss"]), 3))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    model.eval()
+    with torch.no_grad():
+        feats = torch.cat([model.encoder(c) for c in x_all.split(512)])
+    return feats, {"steps": steps, "samples": steps * cfg.train.batch_size, "seconds": round(seconds, 1),
+                   "losses": losses, "preprocess": str(comps.preprocess)}
+
+
+def score(out: Path, y: np.ndarray, tr: np.ndarray, te: np.ndarray, names: list[str]) -> None:
+    from spacessl.evaluate.metrics import feature_metrics
+
+    print(f"{'variant':<22} {'kNN':>6} {'linear':>7} {'k-means':>8}")
+    for name in names:
+        f = out / f"{name}.npy"
+        if not f.exists():
+            continue
+        m = feature_metrics(np.load(f).astype(np.float32), y, tr, te)
+        print(f"{name:<22} {m.knn_acc:6.3f} {m.linear_acc:7.3f} {m.kmeans_acc:8.3f}", flush=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--archive", required=True, help="labelled synthetic all-sky archive (spacessl synth aurora)")
+    p.add_argument("--out", required=True, help="folder for the features and screen.json")
+    p.add_argument("--variants", default="all", help=f"comma-separated names or 'all': {', '.join(VARIANTS)}")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every step count (e.g. 0.01 for a smoke run)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--score-only", action="store_true", help="score features saved by an earlier run")
+    a = p.parse_args()
+    names = list(VARIANTS) if a.variants == "all" else [v.strip() for v in a.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    archive = open_archive(a.archive)
+    y, tr, te = grouped_split(archive)
+    if a.score_only:
+        score(out, y, tr, te, names)
+        return 0
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    raw = archive.read(0, archive.n, fields=[]).samples
+    ty, ttr, tte = (torch.as_tensor(v, device=device) for v in (y, tr, te))
+    facts = {}
+    for name in names:
+        steps = max(10, int(VARIANTS[name][1] * a.scale))
+        feats, facts[name] = train_variant(name, archive, raw, steps, device)
+        facts[name]["quick_knn"] = round(quick_knn(feats, ty, ttr, tte), 4)
+        np.save(out / f"{name}.npy", feats.cpu().numpy().astype(np.float16))
+        print(name, json.dumps(facts[name]), flush=True)
+    (out / "screen.json").write_text(json.dumps(facts, indent=1))
+    try:
+        score(out, y, tr, te, names)
+    except ImportError as exc:
+        print(f"not scored here ({exc}); run again with --score-only where FAISS and scikit-learn are installed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
