@@ -1,8 +1,11 @@
 """Screen SimCLR recipes for all-sky frames at a fixed number of steps, then score them like ``spacessl evaluate``.
 
-    python benchmarks/image_recipes.py --archive out/quality/aurora.zarr --out out/recipes          # train + score
+    python benchmarks/image_recipes.py                                    # GPU: every variant; CPU: a short check
     python benchmarks/image_recipes.py --archive A --out DIR --variants v1_stretch48,v8_stretch32_adam
-    python benchmarks/image_recipes.py --archive A --out DIR --score-only                          # score saved
+    python benchmarks/image_recipes.py --archive A --out DIR --score-only  # score features saved by a GPU run
+
+The archive defaults to the quality benchmark's (6,000 synthetic 64 px frames, seed 0), written if missing. On a CPU
+the default is a short check of the stretch (``v0_base48`` against ``v1_stretch48`` at a tenth of the steps).
 
 Each variant trains the training loop's own components (``build_components``, ``build_optimizer``,
 ``train_step``; bf16 autocast on CUDA) in this process, without Ray or MLflow, for the number of steps at batch 64
@@ -124,30 +127,43 @@ def score(out: Path, y: np.ndarray, tr: np.ndarray, te: np.ndarray, names: list[
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--archive", required=True, help="labelled synthetic all-sky archive (spacessl synth aurora)")
-    p.add_argument("--out", required=True, help="folder for the features and screen.json")
-    p.add_argument("--variants", default="all", help=f"comma-separated names or 'all': {', '.join(VARIANTS)}")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every step count (e.g. 0.01 for a smoke run)")
+    p.add_argument("--archive", default="out/quality/aurora.zarr",
+                   help="labelled synthetic all-sky archive; written (6,000 frames, 64 px, seed 0) if missing")
+    p.add_argument("--out", default="out/recipes", help="folder for the features and screen.json")
+    p.add_argument("--variants", default=None,
+                   help=f"comma-separated names or 'all' (default: all on a GPU, v0_base48,v1_stretch48 on a CPU): "
+                        f"{', '.join(VARIANTS)}")
+    p.add_argument("--scale", type=float, default=None,
+                   help="multiply every step count (default 1 on a GPU, 0.1 on a CPU)")
     p.add_argument("--device", default="auto")
     p.add_argument("--score-only", action="store_true", help="score features saved by an earlier run")
     a = p.parse_args()
-    names = list(VARIANTS) if a.variants == "all" else [v.strip() for v in a.variants.split(",") if v.strip()]
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    on_gpu = device.type == "cuda"
+    variants = a.variants or ("all" if on_gpu else "v0_base48,v1_stretch48")
+    scale = a.scale if a.scale is not None else (1.0 if on_gpu else 0.1)
+    names = list(VARIANTS) if variants == "all" else [v.strip() for v in variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         p.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if not Path(a.archive).exists():
+        from spacessl.synth.aurora import write_aurora_archive
+
+        print(f"writing {a.archive} (6,000 synthetic frames, 64 px, seed 0)", flush=True)
+        write_aurora_archive(a.archive, n=6000, size=64, seed=0, progress=False)
     archive = open_archive(a.archive)
     y, tr, te = grouped_split(archive)
     if a.score_only:
         score(out, y, tr, te, names)
         return 0
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    print(f"{len(names)} variant(s) on {device}, step counts x {scale:g}", flush=True)
     raw = archive.read(0, archive.n, fields=[]).samples
     ty, ttr, tte = (torch.as_tensor(v, device=device) for v in (y, tr, te))
     facts = {}
     for name in names:
-        steps = max(10, int(VARIANTS[name][1] * a.scale))
+        steps = max(10, int(VARIANTS[name][1] * scale))
         feats, facts[name] = train_variant(name, archive, raw, steps, device)
         facts[name]["quick_knn"] = round(quick_knn(feats, ty, ttr, tte), 4)
         np.save(out / f"{name}.npy", feats.cpu().numpy().astype(np.float16))
