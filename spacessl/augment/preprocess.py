@@ -103,14 +103,15 @@ class Preprocess:
     @classmethod
     def for_archive(
         cls, archive: Any, input_size: int | None = None, window_samples: int | None = None, *,
-        stretch: str = "none", stretch_percentiles: tuple[float, float] | list[float] = (1.0, 99.5),
+        stretch: str = "none", stretch_percentiles: tuple[float, float] | list[float] | None = None,
         **overrides: Any
     ) -> Preprocess:
         """The preprocessing of ``archive`` (an :class:`~spacessl.archive.Archive`).
 
         Reads modality, channel count and the optional ``max_value`` and ``fov_radius`` attributes. For waveforms,
         ``window_samples`` falls back to ``input_size`` (so one ``data.input_size`` setting serves both); a
-        ``stretch`` other than "none" is refused for them (it is an image option).
+        ``stretch`` other than "none" is refused for them (it is an image option). ``stretch_percentiles`` None
+        keeps the class default.
         """
         attrs = dict(getattr(archive, "attrs", {}) or {})
         modality = archive.modality
@@ -120,7 +121,8 @@ class Preprocess:
             kwargs["max_value"] = attrs.get("max_value")
             kwargs["fov_radius"] = attrs.get("fov_radius")
             kwargs["stretch"] = stretch
-            kwargs["stretch_percentiles"] = tuple(stretch_percentiles)
+            if stretch_percentiles is not None:
+                kwargs["stretch_percentiles"] = tuple(stretch_percentiles)
         else:
             if stretch != "none":
                 raise SpacesslError(f"stretch={stretch!r} applies to image archives only, and "

@@ -45,7 +45,7 @@ def build_preprocess(archive: Any, info: dict[str, Any]) -> Any:
 
     return Preprocess.for_archive(archive, input_size=info.get("input_size"),
                                   window_samples=info.get("window_samples"), stretch=info.get("stretch") or "none",
-                                  stretch_percentiles=info.get("stretch_percentiles") or (1.0, 99.5))
+                                  stretch_percentiles=info.get("stretch_percentiles"))
 
 
 def check_compatible(archive: Any, info: dict[str, Any], model_uri: str) -> None:

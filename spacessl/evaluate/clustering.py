@@ -157,8 +157,8 @@ def pca_whiten(x: np.ndarray, dim: int) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     centred = x - x.mean(axis=0, keepdims=True)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)  # s: (min(N, D),), vt: (min(N, D), D)
-    keep = min(int(dim), len(s), max(1, len(x) - 1))
-    keep = max(1, min(keep, int((s > s[0] * 1e-6).sum()) if len(s) and s[0] > 0 else 1))
+    rank = int((s > s[0] * 1e-6).sum()) if len(s) and s[0] > 0 else 0  # centred: at most N - 1
+    keep = max(1, min(int(dim), rank))
     std = s[:keep] / np.sqrt(max(1, len(x) - 1))
     return (centred @ vt[:keep].T / np.where(std > 0, std, 1.0)).astype(np.float32)
 
