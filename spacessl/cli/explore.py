@@ -30,7 +30,8 @@ def _outliers(args: argparse.Namespace) -> int:
     from spacessl.evaluate.outliers import find_outliers
 
     report = find_outliers(args.embeddings, args.out, top=args.top, k=args.k, dedup_s=args.dedup_s,
-                           index_dir=args.index, exact_max=args.exact_max, montage_n=args.montage)
+                           index_dir=args.index, exact_max=args.exact_max, montage_n=args.montage,
+                           context=not args.no_context, context_max=args.context_max)
     print(report.summary())
     return 0
 
@@ -79,12 +80,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     o = sub.add_parser("outliers", help="rank samples by distance to their k-th neighbour (rare-event discovery)",
                        description="Score = 1 - cos to the k-th nearest embedding, skipping the sample's own "
-                                   "near-duplicates (same source within --dedup-s).")
+                                   "near-duplicates (same source within --dedup-s), plus 1 - cos to the nearest "
+                                   "same-source sample within --dedup-s (its context: high for a transient that "
+                                   "is unlike the samples just before and after it).")
     o.add_argument("embeddings", help="embeddings store (E.zarr)")
     o.add_argument("--top", type=int, default=100, help="how many to list (default 100)")
     o.add_argument("--k", type=int, default=10, help="which neighbour (default 10)")
     o.add_argument("--dedup-s", type=float, default=60.0, help="same-source neighbours within this many seconds "
                                                                 "are near-duplicates (default 60)")
+    o.add_argument("--no-context", action="store_true", help="rank by the k-th neighbour distance alone")
+    o.add_argument("--context-max", type=int, default=16, help="context samples compared on each side in time "
+                                                                "(default 16)")
     o.add_argument("--index", default=None, help="search through this index (default: exact search)")
     o.add_argument("--exact-max", type=int, default=500_000, help="largest set searched exactly (default 500000)")
     o.add_argument("--montage", type=int, default=48, help="samples in the montage (default 48)")

@@ -196,6 +196,11 @@ class Embeddings:
         """(ids (k,), vectors (k, D) float32) of rows [start, stop)."""
         return np.asarray(self._ids[start:stop]), np.asarray(self._vectors[start:stop], dtype=np.float32)
 
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """(m, D) float32 vectors of the row positions ``rows`` (m,) (ascending reads fastest)."""
+        return np.asarray(self._vectors.get_orthogonal_selection((np.asarray(rows, dtype=np.int64), slice(None))),
+                          dtype=np.float32)
+
     def iter_shards(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors float32) shard by shard, never more than one shard in memory."""
         for s in range(self.num_shards):

@@ -1,10 +1,19 @@
-"""``spacessl outliers``: rank samples by how far they lie from the rest of the archive.
+"""``spacessl outliers``: rank samples by how far they lie from the rest of the archive and from their own context.
 
-Score of a sample = cosine distance ``1 - cos`` to its k-th nearest neighbour, where neighbours from the same
-source within ``dedup_s`` seconds (the sample's own near-duplicates: the neighbouring frames of an all-sky
-sequence, overlapping seismic windows) and the sample itself do not count. A rare event has no k-th neighbour
-close to it elsewhere in the archive, an ordinary one has many; the density view of Breunig et al.'s LOF and of
-k-NN distance outlier detection (Ramaswamy et al., SIGMOD 2000).
+Score of a sample = ``archive`` term + ``context`` term, both cosine distances ``1 - cos`` of unit embeddings:
+
+- archive: distance to its k-th nearest neighbour, where neighbours from the same source within ``dedup_s``
+  seconds (the sample's own near-duplicates: the neighbouring frames of an all-sky sequence, overlapping seismic
+  windows) and the sample itself do not count. A rare event has no k-th neighbour close to it elsewhere in the
+  archive, an ordinary one has many; the density view of Breunig et al.'s LOF and of k-NN distance outlier
+  detection (Ramaswamy et al., SIGMOD 2000).
+- context (on by default): distance to the *nearest* sample of the same source within ``dedup_s`` seconds
+  (at most ``context_max`` on each side in time), 0 where there is none. An ordinary sample has a near-duplicate
+  beside it; a transient (a meteor crossing one all-sky frame, a glitch in one window) is unlike everything just
+  before and after it, even when it resembles some other kind of sample elsewhere (a meteor streak looks like
+  an auroral arc), which the archive term alone cannot see. A change of scene (an arc appearing) keeps one side
+  similar and scores near 0: the term responds to samples isolated in time, not to onsets. The idea is the frame
+  differencing of meteor and transient surveys, done on embeddings.
 
 Search: exact (FAISS ``IndexFlatIP``) over the embeddings for sets up to ``exact_max`` rows (source and time
 of every row read from the archive: 12 bytes a row), else through the sharded index built by ``spacessl index``
@@ -19,11 +28,13 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from spacessl.errors import SpacesslError
+from spacessl.evaluate.knn import l2_normalize
 from spacessl.evaluate.neighbours import NeighbourSearch, exact_search, index_search
 
 
@@ -68,6 +79,52 @@ def kth_neighbour_similarity(query_ids: np.ndarray, query_vectors: np.ndarray, s
     return out
 
 
+def context_similarity(vectors_of: Callable[[np.ndarray], np.ndarray], source_codes: np.ndarray,
+                       time_ns: np.ndarray, *, window_s: float = 60.0, context_max: int = 16,
+                       block: int = 65536) -> np.ndarray:
+    """Cosine similarity (N,) of each sample to its most similar same-source sample within ``window_s`` seconds.
+
+    Args:
+        vectors_of: rows (m,) int64, ascending → their vectors (m, D) (rows index the set, 0..N-1; normalised here).
+        source_codes: (N,) int source code of each row; time_ns: (N,) int64 time of each row.
+        window_s: how far apart in time (s) a context sample may be.
+        context_max: at most this many same-source samples on each side in time are compared.
+        block: rows compared per step, in (source, time) order; memory is (block + 2 context_max) vectors.
+    Returns:
+        (N,) float32, NaN where a row has no same-source sample within ``window_s``.
+    """
+    src = np.asarray(source_codes, dtype=np.int64)
+    tns = np.asarray(time_ns, dtype=np.int64)
+    n = len(src)
+    out = np.full(n, np.nan, dtype=np.float32)
+    if n < 2 or window_s <= 0:
+        return out
+    order = np.lexsort((tns, src))  # rows in (source, time) order
+    window_ns = int(window_s * 1e9)
+    h = int(context_max)
+    for b in range(0, n, block):
+        lo, hi = max(0, b - h), min(n, b + block + h)
+        rows = order[lo:hi]
+        fetch = np.sort(rows)
+        vec = l2_normalize(np.asarray(vectors_of(fetch), dtype=np.float32))[np.searchsorted(fetch, rows)]
+        s, t = src[rows], tns[rows]
+        best = np.full(len(rows), -np.inf, dtype=np.float32)
+        for off in range(1, h + 1):
+            if off >= len(rows):
+                break
+            ok = (s[off:] == s[:-off]) & (t[off:] - t[:-off] < window_ns)
+            if not ok.any():
+                break  # rows are in time order within a source: a wider offset is further apart still
+            i = np.flatnonzero(ok)
+            sim = np.einsum("ij,ij->i", vec[i], vec[i + off])
+            np.maximum.at(best, i, sim)
+            np.maximum.at(best, i + off, sim)
+        core = slice(b - lo, b - lo + min(block, n - b))
+        part = best[core]
+        out[rows[core]] = np.where(np.isfinite(part), part, np.nan)
+    return out
+
+
 class MetaLookup:
     """(source code, time_ns) of archive ids, from arrays covering ids [0, N)."""
 
@@ -85,31 +142,48 @@ class MetaLookup:
 
 
 def rank_outliers(vectors: np.ndarray, ids: np.ndarray, source_codes: np.ndarray, time_ns: np.ndarray, *,
-                  k: int = 10, dedup_s: float = 60.0, top: int = 100,
+                  k: int = 10, dedup_s: float = 60.0, top: int = 100, context: bool = True, context_max: int = 16,
                   block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Exact outlier ranking of an in-memory set: vectors (N, D), ids (N,) (any distinct ints), per-row source
-    codes (N,) and times (N,) ns. Returns (ids, scores) of the ``top`` rows, highest score (= 1 - cos to the k-th
-    valid neighbour) first."""
+    codes (N,) and times (N,) ns. Returns (ids, scores) of the ``top`` rows, highest score first (the module
+    docstring's score; the archive term alone with ``context=False``)."""
     ids = np.asarray(ids, dtype=np.int64)
     src = np.asarray(source_codes, dtype=np.int64)
     tns = np.asarray(time_ns, dtype=np.int64)
     rows = np.arange(len(ids))
     search_rows = exact_search(vectors, rows)  # searches and look-ups by row position
     lookup = MetaLookup(src, tns)
-    best_ids, best_scores = np.empty(0, np.int64), np.empty(0, np.float32)
+    ctx = (context_distance(lambda r: vectors[r], src, tns, window_s=dedup_s, context_max=context_max)
+           if context else np.zeros(len(ids), np.float32))
+    best = _empty_top()
     for s in range(0, len(ids), block):
         r = rows[s:s + block]
         sim = kth_neighbour_similarity(r, vectors[r], search_rows, lookup=lookup, k=k, dedup_s=dedup_s)
-        best_ids, best_scores = _merge_top(best_ids, best_scores, ids[r], 1.0 - sim, top)
-    return best_ids, best_scores
+        best = _merge_top(best, (ids[r], 1.0 - sim + ctx[r], ctx[r]), top)
+    return best[0], best[1]
 
 
-def _merge_top(ids_a: np.ndarray, sc_a: np.ndarray, ids_b: np.ndarray, sc_b: np.ndarray,
-               top: int) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.concatenate([ids_a, ids_b])
-    sc = np.concatenate([sc_a, sc_b]).astype(np.float32)
+def context_distance(vectors_of: Callable[[np.ndarray], np.ndarray], source_codes: np.ndarray, time_ns: np.ndarray,
+                     *, window_s: float, context_max: int) -> np.ndarray:
+    """The context term (N,) float32: ``1 - context_similarity``, 0 where a row has no context."""
+    sim = context_similarity(vectors_of, source_codes, time_ns, window_s=window_s, context_max=context_max)
+    return np.where(np.isnan(sim), 0.0, 1.0 - sim).astype(np.float32)
+
+
+Top = tuple[np.ndarray, np.ndarray, np.ndarray]  #: (ids int64, scores float32, context terms float32)
+
+
+def _empty_top() -> Top:
+    return np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.float32)
+
+
+def _merge_top(a: Top, b: Top, top: int) -> Top:
+    """The ``top`` rows of a and b together, highest score first (ties: lower id first)."""
+    ids = np.concatenate([a[0], np.asarray(b[0], np.int64)])
+    sc = np.concatenate([a[1], b[1]]).astype(np.float32)
+    ctx = np.concatenate([a[2], b[2]]).astype(np.float32)
     order = np.lexsort((ids, -sc))[:top]
-    return ids[order], sc[order]
+    return ids[order], sc[order], ctx[order]
 
 
 @dataclass
@@ -122,23 +196,29 @@ class OutlierReport:
     k: int
     dedup_s: float
     mode: str
+    context: bool = True
     files: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     label_counts: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         labels = ", ".join(f"{k}: {v}" for k, v in self.label_counts.items())
+        ctx = (f" plus distance to the nearest same-source sample within {self.dedup_s:g} s" if self.context
+               else "")
         return (f"ranked {self.n} embeddings by distance to their {self.k}-th neighbour (same-source neighbours "
-                f"within {self.dedup_s:g} s skipped, {self.mode} search) in {self.seconds:.1f} s\n"
+                f"within {self.dedup_s:g} s skipped){ctx}, {self.mode} search, in {self.seconds:.1f} s\n"
                 f"  top {self.top} written to {self.files.get('csv')}, montage {self.files.get('montage')}"
                 + (f"\n  labels among the top {self.top}: {labels}" if labels else ""))
 
 
 def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, dedup_s: float = 60.0,
                   index_dir: str | None = None, exact_max: int = 500_000, montage_n: int = 48,
-                  block: int = 4096, progress: bool = False) -> OutlierReport:
-    """Rank every embedding of the store at ``url``; write ``outliers.csv``, ``outliers.parquet`` and
-    ``outliers.png`` (the first ``montage_n``) into the folder ``out``."""
+                  context: bool = True, context_max: int = 16, block: int = 4096,
+                  progress: bool = False) -> OutlierReport:
+    """Rank every embedding of the store at ``url``; write ``outliers.csv``, ``outliers.parquet`` (columns id, time,
+    source, origin, label, score, archive_distance, context_distance, rank) and ``outliers.png`` (the first
+    ``montage_n``) into the folder ``out``. Memory: the (N,) source, time and context columns (24 bytes a row),
+    plus all vectors for exact search."""
     from spacessl.embed.store import open_embeddings
     from spacessl.evaluate.catalog import frame, label_strings, write_catalog
     from spacessl.evaluate.montage import montage
@@ -158,16 +238,26 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
         lookup = MetaLookup.from_archive(archive)
         allv = np.asarray(emb.vectors.compute(), dtype=np.float32)
         search, mode = exact_search(allv, np.asarray(emb.ids.compute(), dtype=np.int64)), "exact"
-        del allv
     else:
         raise OutlierError(f"{url} holds {emb.n} embeddings, more than the exact-search limit {exact_max}; build "
                            "an index (`spacessl index ...`) and pass --index, or raise --exact-max")
-    best_ids, best_sc = np.empty(0, np.int64), np.empty(0, np.float32)
+    ctx = np.zeros(emb.n, np.float32)  # context term of each embedding row
+    if context:
+        row_src, row_t = lookup(np.asarray(emb.ids.compute(), dtype=np.int64))
+        ctx = context_distance((lambda r: allv[r]) if mode == "exact" else emb.rows, row_src, row_t,
+                               window_s=dedup_s, context_max=context_max)
+    if mode == "exact":
+        del allv
+    best = _empty_top()
+    start = 0
     for ids, vecs in emb.iter_shards():
         for s in range(0, len(ids), block):
             sim = kth_neighbour_similarity(ids[s:s + block], vecs[s:s + block], search, lookup=lookup, k=k,
                                            dedup_s=dedup_s)
-            best_ids, best_sc = _merge_top(best_ids, best_sc, ids[s:s + block], 1.0 - sim, top)
+            c = ctx[start + s:start + s + len(sim)]
+            best = _merge_top(best, (ids[s:s + block], 1.0 - sim + c, c), top)
+        start += len(ids)
+    best_ids, best_sc, best_ctx = best
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     order = np.argsort(best_ids)
@@ -177,7 +267,8 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
     meta = {key: np.asarray(v)[inv] for key, v in batch.meta.items()}
     labels = label_strings(meta.get("label", np.full(len(best_ids), -1)), archive.label_names)
     df = frame(best_ids, meta["time_ns"], meta["source"], meta["origin"], label=labels,
-               score=best_sc.astype(np.float32), rank=np.arange(len(best_ids)))
+               score=best_sc, archive_distance=best_sc - best_ctx, context_distance=best_ctx,
+               rank=np.arange(len(best_ids)))
     csv_path, pq_path = write_catalog(df, out / "outliers")
     m = min(montage_n, len(best_ids))
     samples = batch.samples[inv][:m]
@@ -186,12 +277,14 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
                                                                                    strict=True))],
                     sampling_rate_hz=archive.attrs.get("sampling_rate_hz"),
                     suptitle=f"top {m} outliers: 1 - cos to the {k}-th neighbour (same source within {dedup_s:g} s "
-                             "skipped)")
+                             "skipped)" + (" + 1 - cos to the nearest same-source sample within that time"
+                                           if context else ""))
     counts: dict[str, int] = {}
     for lab in labels:
         if lab:
             counts[lab] = counts.get(lab, 0) + 1
     report = OutlierReport(out=str(out), n=emb.n, top=len(best_ids), k=k, dedup_s=dedup_s, mode=mode,
+                           context=context,
                            files={"csv": str(csv_path), "parquet": str(pq_path), "montage": str(mpath)},
                            seconds=time.perf_counter() - t0, label_counts=dict(sorted(counts.items())))
     (out / "outliers.json").write_text(json.dumps(report.__dict__, indent=2, default=str))

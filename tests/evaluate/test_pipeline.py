@@ -127,23 +127,44 @@ def test_map_png_and_self_contained_html(aurora_set, tmp_path):
     assert "<script src" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
 
 
-def test_index_search_matches_exact(seismic_set, tmp_path):
+def _outliers_exact_and_indexed(emb, tmp_path, top):
+    """(index folder, exact catalog, catalog through a flat index): both rankings must list the same ids."""
     from spacessl.evaluate.outliers import find_outliers
-    from spacessl.evaluate.propagate import propagate
     from spacessl.index.build import build_index
 
-    archive_url, emb = seismic_set
     idx = tmp_path / "idx"
     build_index(emb, idx, kind="flat", progress=False, workers=1)
-    exact = find_outliers(emb, tmp_path / "exact", top=15, k=5, montage_n=2)
-    through = find_outliers(emb, tmp_path / "index", top=15, k=5, montage_n=2, index_dir=str(idx))
+    exact = find_outliers(emb, tmp_path / "exact", top=top, k=5, montage_n=2)
+    through = find_outliers(emb, tmp_path / "index", top=top, k=5, montage_n=2, index_dir=str(idx))
     assert through.mode == "index" and exact.mode == "exact"
     a, b = read_catalog(exact.files["csv"]), read_catalog(through.files["csv"])
     assert a["id"].tolist() == b["id"].tolist()
     np.testing.assert_allclose(a["score"], b["score"], atol=1e-5)
+    np.testing.assert_allclose(a["context_distance"], b["context_distance"], atol=1e-5)
+    return idx, a, b
+
+
+def test_index_search_matches_exact(seismic_set, tmp_path):
+    from spacessl.evaluate.propagate import propagate
+
+    archive_url, emb = seismic_set
+    idx, a, _ = _outliers_exact_and_indexed(emb, tmp_path, top=15)
+    assert (a["context_distance"] == 0).all()  # windows an hour apart: no context
     labels = open_archive(archive_url).meta("label").compute()
     seeds = tmp_path / "seeds.csv"
     pd.DataFrame({"id": np.flatnonzero(labels == 1)[:4]}).to_csv(seeds, index=False)
     p1 = propagate(seeds, tmp_path / "p1", embeddings=emb)
     p2 = propagate(seeds, tmp_path / "p2", index_dir=str(idx))
     assert p1.counts == p2.counts and p1.thresholds == pytest.approx(p2.thresholds)
+
+
+def test_context_term_through_the_index_matches_exact(aurora_set, tmp_path):
+    from spacessl.evaluate.outliers import find_outliers
+
+    _, emb = aurora_set
+    _, a, _ = _outliers_exact_and_indexed(emb, tmp_path, top=40)
+    np.testing.assert_allclose(a["score"], a["archive_distance"] + a["context_distance"], atol=1e-5)
+    assert (a["context_distance"] > 0).all()  # frames 3 s apart: every frame has context
+    alone = find_outliers(emb, tmp_path / "alone", top=40, k=5, montage_n=2, context=False)
+    assert (read_catalog(alone.files["csv"])["context_distance"] == 0).all()
+    assert "nearest same-source" not in alone.summary()
