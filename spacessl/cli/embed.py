@@ -1,4 +1,5 @@
-"""`spacessl embed --model URI --archive A.zarr --out E.zarr [--workers N] [--batch B] [--dtype D] [--overwrite]`."""
+"""`spacessl embed --model URI --archive A.zarr --out E.zarr [--workers N] [--batch B] [--dtype D] [--views V]
+[--overwrite]`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def add_embed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=256, help="samples per forward pass (default 256)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float32",
                    help="stored vector type (default float32)")
+    p.add_argument("--views", type=int, default=1,
+                   help="average each embedding over this many symmetric copies of the sample: frames 4 (rotations "
+                        "by 90°) or 8 (and mirrored), waveforms 2 (both polarities); default 1")
     p.add_argument("--overwrite", action="store_true", help="replace an existing embeddings store")
     p.add_argument("--ray-address", default=None, help="Ray cluster (default: $RAY_ADDRESS or a local Ray)")
     p.add_argument("--tracking-uri", default=None,
@@ -28,7 +32,7 @@ def run_embed(args: argparse.Namespace) -> int:
 
     report = embed_archive(args.model, args.archive, args.out, workers=args.workers, batch_size=args.batch,
                            dtype=args.dtype, overwrite=args.overwrite, ray_address=args.ray_address,
-                           progress=not args.no_progress, tracking_uri=args.tracking_uri)
+                           progress=not args.no_progress, tracking_uri=args.tracking_uri, views=args.views)
     print(report.summary())
     return 0
 

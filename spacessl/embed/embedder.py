@@ -13,6 +13,7 @@ evaluation path. On a GPU the encoder runs under fp16 autocast; outputs are norm
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,21 @@ def l2_normalise(v: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Rows of ``v`` (B, D) scaled to unit Euclidean norm (zero rows stay zero), computed in float32."""
     v = v.float()
     return v / v.norm(dim=1, keepdim=True).clamp_min(eps)
+
+
+def embed_views(encode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, views: int = 1,
+                modality: str) -> torch.Tensor:
+    """(B, D) float32 unit vectors of a preprocessed batch ``x``: ``l2_normalise(encode(x))`` for ``views=1``, else
+    the normalised mean of the unit encodings of the ``views`` symmetric copies of ``x``
+    (:mod:`spacessl.embed.views`)."""
+    from spacessl.embed.views import symmetry_views
+
+    total: torch.Tensor | None = None
+    for v in symmetry_views(x, views, modality):
+        e = l2_normalise(encode(v))
+        total = e if total is None else total + e
+    assert total is not None
+    return total if views == 1 else l2_normalise(total)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -70,10 +86,14 @@ class Embedder:
         device: where the encoder runs.
         half: fp16 autocast (default: on CUDA only).
         info: what is known about the model (run id, input size, ...), kept for the caller.
+        views: symmetric copies of each sample averaged (:mod:`spacessl.embed.views`; 1 = the plain embedding).
     """
 
     def __init__(self, encoder: nn.Module, preprocess: Any, *, device: str | torch.device = "cpu",
-                 half: bool | None = None, info: dict[str, Any] | None = None) -> None:
+                 half: bool | None = None, info: dict[str, Any] | None = None, views: int = 1) -> None:
+        from spacessl.embed.views import check_views
+
+        self.views = check_views(views, preprocess.modality)
         self.device = torch.device(device)
         self.encoder = encoder.to(self.device).eval()
         self.preprocess = preprocess
@@ -83,14 +103,14 @@ class Embedder:
 
     @classmethod
     def load(cls, model_uri: str, archive: Any, *, device: str = "auto", tracking_uri: str | None = None,
-             half: bool | None = None) -> Embedder:
+             half: bool | None = None, views: int = 1) -> Embedder:
         """Load the encoder behind ``model_uri`` (see :func:`spacessl.tracking.load_encoder`) for ``archive``."""
         from spacessl.tracking import load_encoder
 
         dev = resolve_device(device)
         encoder, info = load_encoder(model_uri, tracking_uri=tracking_uri, map_location=dev)
         check_compatible(archive, info, model_uri)
-        return cls(encoder, build_preprocess(archive, info), device=dev, half=half, info=info)
+        return cls(encoder, build_preprocess(archive, info), device=dev, half=half, info=info, views=views)
 
     @property
     def dim(self) -> int:
@@ -115,13 +135,13 @@ class Embedder:
         Args:
             samples: (B, *sample_shape) in the archive's dtype.
         Returns:
-            (B, D) float32, every row of unit norm.
+            (B, D) float32, every row of unit norm (averaged over ``views`` symmetric copies).
         """
         x = self.preprocess(samples)  # raw dtype (uint16 has few torch kernels) → float32, on the CPU
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
-            out = self.encoder(x)
-        v = l2_normalise(out).cpu().numpy()
+            out = embed_views(self.encoder, x, views=self.views, modality=self.preprocess.modality)
+        v = out.cpu().numpy()
         self._dim = int(v.shape[1])
         return v

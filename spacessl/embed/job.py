@@ -83,6 +83,9 @@ class EmbedReport:
                 f"{self.samples_embedded / work:.0f} samples/s")
         if self.shards_skipped:
             head += f"\n  resumed: {self.shards_skipped} of {self.num_shards} shards were already done"
+        views = int(self.attrs.get("views", 1))
+        if views > 1:
+            head += f"\n  each vector the mean over {views} symmetric views of its sample"
         return head + f"\n  model {self.attrs.get('model_uri')} (run {self.attrs.get('run_id') or '-'})"
 
 
@@ -123,7 +126,7 @@ class EmbedActor:
     """One worker of the pool: the encoder, the archive and the store, opened once; embeds whole shards."""
 
     def __init__(self, model_uri: str, archive_url: str, *, tracking_uri: str | None, batch_size: int,
-                 device: str, threads: int) -> None:
+                 device: str, threads: int, views: int = 1) -> None:
         import torch
 
         from spacessl.archive import open_archive
@@ -132,7 +135,7 @@ class EmbedActor:
         if device == "cpu":
             torch.set_num_threads(threads)
         self.archive = open_archive(archive_url)
-        self.embedder = Embedder.load(model_uri, self.archive, device=device, tracking_uri=tracking_uri)
+        self.embedder = Embedder.load(model_uri, self.archive, device=device, tracking_uri=tracking_uri, views=views)
         self.batch_size = int(batch_size)
         self.rows = 0          # samples embedded by this actor so far (read by progress() from another thread)
         self._store: Any = None
@@ -212,7 +215,7 @@ def check_output(out_url: str, *, overwrite: bool, provenance: dict[str, Any]) -
                             "pass --overwrite") from None
     if attrs.get("complete"):
         raise EmbedJobError(f"{out_url} is a complete embeddings store; pass --overwrite to replace it")
-    diffs = [k for k, v in provenance.items() if attrs.get(k) != v]
+    diffs = [k for k, v in provenance.items() if attrs.get(k, 1 if k == "views" else None) != v]
     if diffs:
         raise EmbedJobError(f"{out_url} is an unfinished embeddings store made with another {', '.join(diffs)} "
                             f"({', '.join(str(attrs.get(k)) for k in diffs)}); rerun with the same --model and "
@@ -239,7 +242,7 @@ def _ray_init(ray_address: str | None) -> bool:
 def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: int | None = None,
                   batch_size: int = 256, dtype: str = "float32", overwrite: bool = False,
                   ray_address: str | None = None, progress: bool = True,
-                  tracking_uri: str | None = None) -> EmbedReport:
+                  tracking_uri: str | None = None, views: int = 1) -> EmbedReport:
     """Embed every sample of ``archive_url`` with the encoder ``model_uri`` into the embeddings store ``out_url``.
 
     Args:
@@ -255,6 +258,8 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
         progress: show a tqdm bar in samples with rate and ETA.
         tracking_uri: MLflow store for ``models:/`` and ``runs:/`` URIs (default: $MLFLOW_TRACKING_URI or the
             local store).
+        views: symmetric copies of each sample averaged (:mod:`spacessl.embed.views`: 1, 4 or 8 for frames, 1 or
+            2 for waveforms); recorded in the store, so that queries by file embed the same way.
     Returns:
         An :class:`EmbedReport`.
     """
@@ -264,6 +269,7 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
 
     from spacessl.archive import open_archive
     from spacessl.embed.store import EmbeddingsWriter
+    from spacessl.embed.views import check_views
 
     if dtype not in DTYPES:
         raise EmbedJobError(f"dtype {dtype!r} is not one of {list(DTYPES)}")
@@ -277,10 +283,11 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
     archive = open_archive(archive_url)
     if archive.n == 0:
         raise EmbedJobError(f"{archive_url} holds no samples; nothing to embed")
+    views = check_views(views, archive.modality)
     preflight(model_uri, archive, tracking_uri)
     fingerprint = archive.fingerprint()
     check_output(out_url, overwrite=overwrite, provenance={"model_uri": model_uri, "archive_url": archive_url,
-                                                            "archive_fingerprint": fingerprint})
+                                                            "archive_fingerprint": fingerprint, "views": views})
     t0 = time.perf_counter()
     started = _ray_init(ray_address)
     actors: list[Any] = []
@@ -294,7 +301,8 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
             opts = {"num_gpus": 0, "num_cpus": CPU_REQUEST_PER_THREAD * threads}
         remote = ray.remote(max_concurrency=2, max_restarts=2, max_task_retries=2)(EmbedActor)
         actors = [remote.options(**opts).remote(model_uri, archive_url, tracking_uri=tracking_uri,
-                                                batch_size=batch_size, device=device, threads=threads)
+                                                batch_size=batch_size, device=device, threads=threads,
+                                                views=views)
                   for _ in range(n_actors)]
         try:
             desc = ray.get(actors[0].describe.remote())
@@ -302,7 +310,7 @@ def embed_archive(model_uri: str, archive_url: str, out_url: str, *, workers: in
             raise _user_error(exc) from None
         startup_s = time.perf_counter() - t0
         attrs = {"model_uri": model_uri, "run_id": desc["run_id"], "archive_url": archive_url,
-                 "archive_fingerprint": fingerprint, "model_info": desc["info"]}
+                 "archive_fingerprint": fingerprint, "model_info": desc["info"], "views": views}
         if tracking_uri:
             attrs["tracking_uri"] = tracking_uri  # where queries find the model again
         writer = EmbeddingsWriter(out_url, n=archive.n, dim=int(desc["dim"]), dtype=dtype,

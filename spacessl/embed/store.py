@@ -78,8 +78,8 @@ class EmbeddingsWriter:
                 raise EmbeddingsError(f"{self.url} is a complete embeddings store; pass --overwrite to replace it")
             else:
                 diffs = [k for k, v in wanted.items() if old.get(k) != v]
-                diffs += [k for k in ("model_uri", "archive_url", "archive_fingerprint")
-                          if k in attrs and old.get(k) != attrs[k]]
+                diffs += [k for k in ("model_uri", "archive_url", "archive_fingerprint", "views")
+                          if k in attrs and old.get(k, 1 if k == "views" else None) != attrs[k]]
                 if diffs:
                     raise EmbeddingsError(
                         f"{self.url} is an unfinished embeddings store made with different settings "

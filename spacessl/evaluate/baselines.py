@@ -57,7 +57,7 @@ def _batches(ids: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 @torch.inference_mode()
 def baseline_features(archive: Any, ids: np.ndarray, info: dict[str, Any], *, embed_dim: int, seed: int = 0,
                       batch_size: int = 128, raw_side: int = 16, raw_length: int = 256,
-                      random_init: bool = True, device: str = "cpu") -> dict[str, np.ndarray]:
+                      random_init: bool = True, device: str = "cpu", views: int = 1) -> dict[str, np.ndarray]:
     """Raw-input features (n, F) and random-init embeddings (n, D) of archive rows ``ids`` (n,).
 
     Args:
@@ -65,10 +65,11 @@ def baseline_features(archive: Any, ids: np.ndarray, info: dict[str, Any], *, em
         info: the model's recorded info (``input_size``, ``window_samples``, ``encoder``, ...), as stored in the
             embeddings' ``model_info`` attribute.
         embed_dim: D of the trained encoder (used when ``info`` does not record it).
+        views: symmetric copies averaged per sample, as the embeddings were (:mod:`spacessl.embed.views`).
     Returns:
         {"raw": (n, F) float32, "random_init": (n, D) float32 (unit rows)}; "random_init" only when asked.
     """
-    from spacessl.embed.embedder import build_preprocess
+    from spacessl.embed.embedder import build_preprocess, embed_views
 
     preprocess = build_preprocess(archive, info)
     enc = None
@@ -80,7 +81,7 @@ def baseline_features(archive: Any, ids: np.ndarray, info: dict[str, Any], *, em
         x = preprocess(archive.take(chunk, fields=[]).samples)
         raw.append(raw_features(x, raw_side=raw_side, raw_length=raw_length).numpy())
         if enc is not None:
-            rnd.append(enc(x.to(device)).float().cpu().numpy())
+            rnd.append(embed_views(enc, x.to(device), views=views, modality=archive.modality).cpu().numpy())
     out = {"raw": np.concatenate(raw).astype(np.float32) if raw else np.empty((0, 0), np.float32)}
     if enc is not None:
         out["random_init"] = l2_normalize(np.concatenate(rnd)) if rnd else np.empty((0, embed_dim), np.float32)

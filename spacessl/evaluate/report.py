@@ -88,7 +88,7 @@ def evaluate_embeddings(url: str, *, split: str = "grouped", max_samples: int = 
     features: dict[str, np.ndarray] = {"ssl": sample.vectors}
     if baselines:
         say("computing baselines (raw input, random-init encoder)")
-        features.update(_baselines(archive, sample.ids, info, emb.dim, seed))
+        features.update(_baselines(archive, sample.ids, info, emb.dim, seed, int(emb.attrs.get("views", 1))))
     result: dict[str, Any] = {"embeddings": str(url), "archive": archive.url, "model_uri": uri, "run_id": run_id,
                               "split": split, "n": int(len(sample)), "n_train": int(len(train)),
                               "n_test": int(len(test)), "groups": int(len(np.unique(groups))),
@@ -100,15 +100,17 @@ def evaluate_embeddings(url: str, *, split: str = "grouped", max_samples: int = 
         result["confusion"][name] = {kind: c.tolist() for kind, c in m.confusion.items()}
     result["settings"] = {"knn_k": k, "knn_temperature": temperature, "knn_weighting": "exp(cos/T)",
                           "linear": "StandardScaler+LogisticRegression(C=1)", "kmeans": f"spherical, k=classes, on PCA-whitened {KMEANS_WHITEN_DIM}-d",
-                          "test_fraction": test_fraction, "max_samples": max_samples, "seed": seed}
+                          "test_fraction": test_fraction, "max_samples": max_samples, "seed": seed,
+                          "views": int(emb.attrs.get("views", 1))}
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
 
 
-def _baselines(archive: Any, ids: np.ndarray, info: dict[str, Any], dim: int, seed: int) -> dict[str, np.ndarray]:
+def _baselines(archive: Any, ids: np.ndarray, info: dict[str, Any], dim: int, seed: int,
+               views: int) -> dict[str, np.ndarray]:
     from spacessl.evaluate.baselines import baseline_features
 
-    return baseline_features(archive, ids, info, embed_dim=dim, seed=seed)
+    return baseline_features(archive, ids, info, embed_dim=dim, seed=seed, views=views)
 
 
 def _fmt(v: Any) -> str:

@@ -225,16 +225,17 @@ def load_vector(vector: Any, dim: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _cached_embedder(uri: str, archive_url: str, tracking_uri: str | None) -> Any:
+def _cached_embedder(uri: str, archive_url: str, tracking_uri: str | None, views: int) -> Any:
     from spacessl.archive import open_archive
     from spacessl.embed.embedder import Embedder
 
-    return Embedder.load(uri, open_archive(archive_url), tracking_uri=tracking_uri)
+    return Embedder.load(uri, open_archive(archive_url), tracking_uri=tracking_uri, views=views)
 
 
-def _embedder(uri: str, archive: Any, tracking_uri: str | None) -> Any:
-    """The query-side Embedder, loaded once per (model, archive) in a long-lived process (a query service)."""
-    return _cached_embedder(uri, archive.url, tracking_uri)
+def _embedder(uri: str, archive: Any, tracking_uri: str | None, views: int = 1) -> Any:
+    """The query-side Embedder, loaded once per (model, archive, views) in a long-lived process (a query service);
+    ``views`` as the embeddings store records it, so that a file embeds the way the archive's rows were."""
+    return _cached_embedder(uri, archive.url, tracking_uri, int(views))
 
 
 def query(index_dir: Any, *, id: int | None = None, file: str | Path | None = None,  # noqa: A002
@@ -304,7 +305,7 @@ def query(index_dir: Any, *, id: int | None = None, file: str | Path | None = No
             raise QueryError(f"{index_dir} records no model URI; pass model_uri / --model")
         if tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI"):
             tracking_uri = emb.attrs.get("tracking_uri")  # the store the embedding job loaded the model from
-        embedder = _embedder(uri, archive, tracking_uri)
+        embedder = _embedder(uri, archive, tracking_uri, int(emb.attrs.get("views", 1)))
         vec = embedder(qs.sample)[0]
         if vec.shape[0] != emb.dim:
             raise QueryError(f"model {uri} gives {vec.shape[0]}-d vectors but the index holds {emb.dim}-d ones; "

@@ -71,7 +71,7 @@ def save_tiny_encoder(path: str | Path, *, in_channels: int = 1, embed_dim: int 
 
 
 def make_exact_index(root: Path, *, n: int, chunk_size: int, size: int = 32,
-                     shard_chunks: int = 2) -> tuple[Path, str, str]:
+                     shard_chunks: int = 2, views: int = 1) -> tuple[Path, str, str]:
     """Synthetic frames → tiny encoder → the Ray embedding job → an exact sharded index under ``root``.
 
     Returns (index folder, archive URL, model checkpoint). Needs a running Ray (the ``ray_cluster`` fixture).
@@ -81,6 +81,6 @@ def make_exact_index(root: Path, *, n: int, chunk_size: int, size: int = 32,
 
     archive = make_image_archive(root / "a.zarr", n=n, size=size, chunk_size=chunk_size, shard_chunks=shard_chunks)
     model = save_tiny_encoder(root / "ckpt")
-    embed_archive(model, archive, str(root / "e.zarr"), batch_size=32, progress=False)
+    embed_archive(model, archive, str(root / "e.zarr"), batch_size=32, progress=False, views=views)
     build_index(str(root / "e.zarr"), root / "idx", kind="flat", progress=False)
     return root / "idx", archive, model

@@ -114,6 +114,16 @@ def test_bad_input_fails_before_any_actor_starts(tmp_path):
     ok = save_tiny_encoder(tmp_path / "ok")
     with pytest.raises(EmbedJobError, match="another model_uri .*models:/other/1.* --overwrite"):
         embed_archive(ok, archive, str(tmp_path / "e.zarr"), progress=False)
+    # nor one embedded with other symmetry views; a view count the modality lacks fails first
+    from spacessl.embed.views import ViewsError
+
+    with pytest.raises(ViewsError, match="views=2 .* image"):
+        embed_archive(ok, archive, str(tmp_path / "v.zarr"), progress=False, views=2)
+    EmbeddingsWriter(str(tmp_path / "v.zarr"), n=16, dim=32, dtype="float32", chunk_size=16, shard_chunks=16,
+                     attrs={"model_uri": ok, "archive_url": archive, "archive_fingerprint": a.fingerprint(),
+                            "views": 8})
+    with pytest.raises(EmbedJobError, match="another views .*8.* --overwrite"):
+        embed_archive(ok, archive, str(tmp_path / "v.zarr"), progress=False)
 
 
 @pytest.mark.slow

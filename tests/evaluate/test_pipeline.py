@@ -168,3 +168,21 @@ def test_context_term_through_the_index_matches_exact(aurora_set, tmp_path):
     alone = find_outliers(emb, tmp_path / "alone", top=40, k=5, montage_n=2, context=False)
     assert (read_catalog(alone.files["csv"])["context_distance"] == 0).all()
     assert "nearest same-source" not in alone.summary()
+
+
+def test_random_init_baseline_averages_the_same_views(aurora_set):
+    """Embeddings stored with symmetry views get a random-init baseline embedded the same way."""
+    from spacessl.embed.embedder import Embedder, build_preprocess
+    from spacessl.embed.store import open_embeddings
+    from spacessl.evaluate.baselines import baseline_features, random_encoder
+
+    _, emb = aurora_set
+    e = open_embeddings(emb)
+    archive, info = e.archive(), dict(e.attrs["model_info"])
+    ids = np.arange(0, 40, 3)
+    one = baseline_features(archive, ids, info, embed_dim=e.dim, views=1)["random_init"]
+    eight = baseline_features(archive, ids, info, embed_dim=e.dim, views=8)["random_init"]
+    enc = random_encoder(info, modality="image", in_channels=1, embed_dim=e.dim)
+    want = Embedder(enc, build_preprocess(archive, info), views=8)(archive.take(ids, fields=[]).samples)
+    np.testing.assert_allclose(eight, want, atol=1e-5)
+    assert np.abs(eight - one).max() > 1e-3

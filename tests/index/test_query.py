@@ -70,6 +70,21 @@ def test_query_by_file_equals_query_by_id(index_dir, tmp_path):
     np.testing.assert_array_equal(by_file.query_sample[0, 0], frame)
 
 
+def test_symmetry_views_travel_from_the_job_to_a_file_query(ray_cluster, tmp_path):
+    """Embedded with 8 views, the archive's rows and a query file embed the same way: a frame, rotated by 90° or
+    mirrored, finds itself first at distance 0."""
+    from spacessl.archive import open_archive
+    from spacessl.embed.store import open_embeddings
+
+    idx, archive_url, _ = make_exact_index(tmp_path / "v", n=48, chunk_size=16, views=8)
+    assert open_embeddings(str(idx.parent / "e.zarr")).attrs["views"] == 8
+    frame = open_archive(archive_url).read(10, 11).samples[0, 0]
+    for name, img in (("same", frame), ("rotated", np.rot90(frame)), ("mirrored", frame[:, ::-1])):
+        Image.fromarray(np.ascontiguousarray(img)).save(tmp_path / f"{name}.png")
+        r = query(idx, file=tmp_path / f"{name}.png", k=3, dedup=None)
+        assert r.results[0]["id"] == 10 and r.results[0]["distance"] < 1e-5, name
+
+
 def test_query_by_vector(index_dir, tmp_path):
     from spacessl.embed.store import open_embeddings
 
