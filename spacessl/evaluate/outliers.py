@@ -19,16 +19,17 @@ Search: exact (FAISS ``IndexFlatIP``) over the embeddings for sets up to ``exact
 of every row read from the archive: 12 bytes a row), else through the sharded index built by ``spacessl index``
 (source and time from the index's memory-mapped per-id columns). Each query asks for ``k + margin`` neighbours;
 a query whose neighbours are mostly its own near-duplicates is searched again, four times wider, until k valid
-neighbours are found. Memory: the ``top`` best rows kept in a running merge, plus one query block.
+neighbours are found. The context term reads the embeddings once in (source, time) order, a block at a time.
+Memory: the (N,) source, time and context columns, the ``top`` best rows kept in a running merge, and one block.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
