@@ -31,7 +31,8 @@ def _outliers(args: argparse.Namespace) -> int:
 
     report = find_outliers(args.embeddings, args.out, top=args.top, k=args.k, dedup_s=args.dedup_s,
                            index_dir=args.index, exact_max=args.exact_max, montage_n=args.montage,
-                           context=not args.no_context, context_max=args.context_max)
+                           context=not args.no_context, context_max=args.context_max,
+                           fold_cos=None if args.keep_duplicates else args.fold_cos)
     print(report.summary())
     return 0
 
@@ -91,6 +92,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--no-context", action="store_true", help="rank by the k-th neighbour distance alone")
     o.add_argument("--context-max", type=int, default=16, help="context samples compared on each side in time "
                                                                 "(default 16)")
+    o.add_argument("--fold-cos", type=float, default=0.9,
+                   help="a sample of the same source as a listed one, within --dedup-s of it and at least this "
+                        "cosine-similar, is folded into it (column folded) instead of listed again (default 0.9)")
+    o.add_argument("--keep-duplicates", action="store_true", help="list every sample, near-duplicates included")
     o.add_argument("--index", default=None, help="search through this index (default: exact search)")
     o.add_argument("--exact-max", type=int, default=500_000, help="largest set searched exactly (default 500000)")
     o.add_argument("--montage", type=int, default=48, help="samples in the montage (default 48)")

@@ -15,6 +15,11 @@ Score of a sample = ``archive`` term + ``context`` term, both cosine distances `
   similar and scores near 0: the term responds to samples isolated in time, not to onsets. The idea is the frame
   differencing of meteor and transient surveys, done on embeddings.
 
+The list: samples in score order, with near-duplicates folded (``fold_cos``): a sample of the same source as a
+listed one, within ``dedup_s`` of it and at least ``fold_cos`` cosine-similar to it, counts in that sample's
+``folded`` column instead of taking a place of its own. An unusual episode of twenty near-identical frames is one
+entry, while two different meteors a few frames apart stay two.
+
 Search: exact (FAISS ``IndexFlatIP``) over the embeddings for sets up to ``exact_max`` rows (source and time
 of every row read from the archive: 12 bytes a row), else through the sharded index built by ``spacessl index``
 (source and time from the index's memory-mapped per-id columns). Each query asks for ``k + margin`` neighbours;
@@ -37,6 +42,9 @@ import numpy as np
 from spacessl.errors import SpacesslError
 from spacessl.evaluate.knn import l2_normalize
 from spacessl.evaluate.neighbours import NeighbourSearch, exact_search, index_search
+
+
+FOLD_COS = 0.9  #: default cosine at or above which a same-source sample within dedup_s is a near-duplicate
 
 
 class OutlierError(SpacesslError):
@@ -147,21 +155,64 @@ def rank_outliers(vectors: np.ndarray, ids: np.ndarray, source_codes: np.ndarray
                   block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Exact outlier ranking of an in-memory set: vectors (N, D), ids (N,) (any distinct ints), per-row source
     codes (N,) and times (N,) ns. Returns (ids, scores) of the ``top`` rows, highest score first (the module
-    docstring's score; the archive term alone with ``context=False``)."""
+    docstring's score; the archive term alone with ``context=False``). Near-duplicates are not folded."""
     ids = np.asarray(ids, dtype=np.int64)
     src = np.asarray(source_codes, dtype=np.int64)
     tns = np.asarray(time_ns, dtype=np.int64)
     rows = np.arange(len(ids))
     search_rows = exact_search(vectors, rows)  # searches and look-ups by row position
     lookup = MetaLookup(src, tns)
-    ctx = (context_distance(lambda r: vectors[r], src, tns, window_s=dedup_s, context_max=context_max)
-           if context else np.zeros(len(ids), np.float32))
-    best = _empty_top()
+    scores = (context_distance(lambda r: vectors[r], src, tns, window_s=dedup_s, context_max=context_max)
+              if context else np.zeros(len(ids), np.float32))
     for s in range(0, len(ids), block):
         r = rows[s:s + block]
-        sim = kth_neighbour_similarity(r, vectors[r], search_rows, lookup=lookup, k=k, dedup_s=dedup_s)
-        best = _merge_top(best, (ids[r], 1.0 - sim + ctx[r], ctx[r]), top)
-    return best[0], best[1]
+        scores[r] += 1.0 - kth_neighbour_similarity(r, vectors[r], search_rows, lookup=lookup, k=k, dedup_s=dedup_s)
+    order = rank_order(scores, ids)[:top]
+    return ids[order], scores[order]
+
+
+def rank_order(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Row positions (N,) by descending score, ties by ascending id."""
+    return np.lexsort((np.asarray(ids), -np.asarray(scores)))
+
+
+def fold_near_duplicates(order: np.ndarray, vectors_of: Callable[[np.ndarray], np.ndarray],
+                         source_codes: np.ndarray, time_ns: np.ndarray, *, window_s: float, min_cos: float,
+                         top: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``top`` distinct samples of a ranking, each with the near-duplicates folded into it.
+
+    Walks ``order`` (row positions, best first). A row of the same source as an already listed one, less than
+    ``window_s`` seconds from it and with cosine >= ``min_cos`` to it, is folded into the highest-ranked such row
+    (the frames of one unusual episode make one entry, not twenty); every other row is listed, until ``top`` are.
+
+    Args:
+        vectors_of: rows (m,) ascending → their vectors (m, D) (normalised here).
+        source_codes, time_ns: (N,) per row.
+    Returns:
+        (listed rows (<= top,) int64 in rank order, folded (<= top,) int64: how many rows ranked above the walk's
+        end were folded into each).
+    """
+    window_ns = int(window_s * 1e9)
+    listed: list[int] = []
+    folded: list[int] = []
+    by_source: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # source → [(time, position in listed, unit vec)]
+    for s in range(0, len(order), chunk):
+        rows = np.asarray(order[s:s + chunk], dtype=np.int64)
+        fetch = np.sort(rows)
+        vecs = l2_normalize(np.asarray(vectors_of(fetch), dtype=np.float32))[np.searchsorted(fetch, rows)]
+        for r, v in zip(rows, vecs, strict=True):
+            src, t = int(source_codes[r]), int(time_ns[r])
+            home = next((i for tk, i, vk in by_source.get(src, ())
+                         if abs(t - tk) < window_ns and float(v @ vk) >= min_cos), None)
+            if home is not None:
+                folded[home] += 1
+                continue
+            if len(listed) == top:
+                return np.asarray(listed, np.int64), np.asarray(folded, np.int64)
+            by_source.setdefault(src, []).append((t, len(listed), v))
+            listed.append(int(r))
+            folded.append(0)
+    return np.asarray(listed, np.int64), np.asarray(folded, np.int64)
 
 
 def context_distance(vectors_of: Callable[[np.ndarray], np.ndarray], source_codes: np.ndarray, time_ns: np.ndarray,
@@ -169,22 +220,6 @@ def context_distance(vectors_of: Callable[[np.ndarray], np.ndarray], source_code
     """The context term (N,) float32: ``1 - context_similarity``, 0 where a row has no context."""
     sim = context_similarity(vectors_of, source_codes, time_ns, window_s=window_s, context_max=context_max)
     return np.where(np.isnan(sim), 0.0, 1.0 - sim).astype(np.float32)
-
-
-Top = tuple[np.ndarray, np.ndarray, np.ndarray]  #: (ids int64, scores float32, context terms float32)
-
-
-def _empty_top() -> Top:
-    return np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.float32)
-
-
-def _merge_top(a: Top, b: Top, top: int) -> Top:
-    """The ``top`` rows of a and b together, highest score first (ties: lower id first)."""
-    ids = np.concatenate([a[0], np.asarray(b[0], np.int64)])
-    sc = np.concatenate([a[1], b[1]]).astype(np.float32)
-    ctx = np.concatenate([a[2], b[2]]).astype(np.float32)
-    order = np.lexsort((ids, -sc))[:top]
-    return ids[order], sc[order], ctx[order]
 
 
 @dataclass
@@ -198,6 +233,8 @@ class OutlierReport:
     dedup_s: float
     mode: str
     context: bool = True
+    fold_cos: float | None = FOLD_COS
+    folded: int = 0
     files: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     label_counts: dict[str, int] = field(default_factory=dict)
@@ -209,17 +246,22 @@ class OutlierReport:
         return (f"ranked {self.n} embeddings by distance to their {self.k}-th neighbour (same-source neighbours "
                 f"within {self.dedup_s:g} s skipped){ctx}, {self.mode} search, in {self.seconds:.1f} s\n"
                 f"  top {self.top} written to {self.files.get('csv')}, montage {self.files.get('montage')}"
+                + (f"\n  {self.folded} near-duplicates (same source within {self.dedup_s:g} s, cos >= "
+                   f"{self.fold_cos:g}) folded into the listed samples" if self.fold_cos is not None else "")
                 + (f"\n  labels among the top {self.top}: {labels}" if labels else ""))
 
 
 def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, dedup_s: float = 60.0,
                   index_dir: str | None = None, exact_max: int = 500_000, montage_n: int = 48,
-                  context: bool = True, context_max: int = 16, block: int = 4096,
-                  progress: bool = False) -> OutlierReport:
+                  context: bool = True, context_max: int = 16, fold_cos: float | None = FOLD_COS,
+                  block: int = 4096, progress: bool = False) -> OutlierReport:
     """Rank every embedding of the store at ``url``; write ``outliers.csv``, ``outliers.parquet`` (columns id, time,
-    source, origin, label, score, archive_distance, context_distance, rank) and ``outliers.png`` (the first
-    ``montage_n``) into the folder ``out``. Memory: the (N,) source, time and context columns (24 bytes a row),
-    plus all vectors for exact search."""
+    source, origin, label, score, archive_distance, context_distance, folded, rank) and ``outliers.png`` (the first
+    ``montage_n``) into the folder ``out``.
+
+    ``fold_cos``: a sample of the same source as a listed one, within ``dedup_s`` of it and at least this similar,
+    is folded into it (:func:`fold_near_duplicates`); None lists every sample. Memory: the (N,) id, source, time,
+    score and context columns (36 bytes a row), plus all vectors for exact search."""
     from spacessl.embed.store import open_embeddings
     from spacessl.evaluate.catalog import frame, label_strings, write_catalog
     from spacessl.evaluate.montage import montage
@@ -227,6 +269,9 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
     t0 = time.perf_counter()
     if top < 1 or k < 1:
         raise OutlierError(f"--top and --k must be >= 1, got top={top}, k={k}")
+    if fold_cos is not None and not -1.0 <= fold_cos <= 1.0:
+        raise OutlierError(f"--fold-cos is a cosine and must lie in [-1, 1], got {fold_cos}; use --keep-duplicates "
+                           "to list every sample")
     emb = open_embeddings(url)
     archive = emb.archive()
     if index_dir is not None:
@@ -242,23 +287,28 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
     else:
         raise OutlierError(f"{url} holds {emb.n} embeddings, more than the exact-search limit {exact_max}; build "
                            "an index (`spacessl index ...`) and pass --index, or raise --exact-max")
-    ctx = np.zeros(emb.n, np.float32)  # context term of each embedding row
-    if context:
-        row_src, row_t = lookup(np.asarray(emb.ids.compute(), dtype=np.int64))
-        ctx = context_distance((lambda r: allv[r]) if mode == "exact" else emb.rows, row_src, row_t,
-                               window_s=dedup_s, context_max=context_max)
-    if mode == "exact":
-        del allv
-    best = _empty_top()
+    row_ids = np.asarray(emb.ids.compute(), dtype=np.int64)  # archive id of each embedding row
+    row_src, row_t = lookup(row_ids)
+    vectors_of = (lambda r: allv[r]) if mode == "exact" else emb.rows
+    scores = (context_distance(vectors_of, row_src, row_t, window_s=dedup_s, context_max=context_max)
+              if context else np.zeros(emb.n, np.float32))  # (N,): the context term, then + the archive term
+    ctx = scores.copy()
     start = 0
     for ids, vecs in emb.iter_shards():
         for s in range(0, len(ids), block):
             sim = kth_neighbour_similarity(ids[s:s + block], vecs[s:s + block], search, lookup=lookup, k=k,
                                            dedup_s=dedup_s)
-            c = ctx[start + s:start + s + len(sim)]
-            best = _merge_top(best, (ids[s:s + block], 1.0 - sim + c, c), top)
+            scores[start + s:start + s + len(sim)] += 1.0 - sim
         start += len(ids)
-    best_ids, best_sc, best_ctx = best
+    order = rank_order(scores, row_ids)
+    if fold_cos is None:
+        rows, folded = order[:top], np.zeros(min(top, len(order)), np.int64)
+    else:
+        rows, folded = fold_near_duplicates(order, vectors_of, row_src, row_t, window_s=dedup_s, min_cos=fold_cos,
+                                            top=top)
+    if mode == "exact":
+        del allv
+    best_ids, best_sc, best_ctx = row_ids[rows], scores[rows], ctx[rows]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     order = np.argsort(best_ids)
@@ -268,14 +318,14 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
     meta = {key: np.asarray(v)[inv] for key, v in batch.meta.items()}
     labels = label_strings(meta.get("label", np.full(len(best_ids), -1)), archive.label_names)
     df = frame(best_ids, meta["time_ns"], meta["source"], meta["origin"], label=labels,
-               score=best_sc, archive_distance=best_sc - best_ctx, context_distance=best_ctx,
+               score=best_sc, archive_distance=best_sc - best_ctx, context_distance=best_ctx, folded=folded,
                rank=np.arange(len(best_ids)))
     csv_path, pq_path = write_catalog(df, out / "outliers")
     m = min(montage_n, len(best_ids))
     samples = batch.samples[inv][:m]
     mpath = montage(samples, out / "outliers.png", modality=archive.modality,
-                    titles=[f"{r}: #{i} {s:.3f}" for r, (i, s) in enumerate(zip(best_ids[:m], best_sc[:m],
-                                                                                   strict=True))],
+                    titles=[f"{r}: #{i} {s:.3f}" + (f" (+{f})" if f else "")
+                            for r, (i, s, f) in enumerate(zip(best_ids[:m], best_sc[:m], folded[:m], strict=True))],
                     sampling_rate_hz=archive.attrs.get("sampling_rate_hz"),
                     suptitle=f"top {m} outliers: 1 - cos to the {k}-th neighbour (same source within {dedup_s:g} s "
                              "skipped)" + (" + 1 - cos to the nearest same-source sample within that time"
@@ -285,7 +335,7 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
         if lab:
             counts[lab] = counts.get(lab, 0) + 1
     report = OutlierReport(out=str(out), n=emb.n, top=len(best_ids), k=k, dedup_s=dedup_s, mode=mode,
-                           context=context,
+                           context=context, fold_cos=fold_cos, folded=int(folded.sum()),
                            files={"csv": str(csv_path), "parquet": str(pq_path), "montage": str(mpath)},
                            seconds=time.perf_counter() - t0, label_counts=dict(sorted(counts.items())))
     (out / "outliers.json").write_text(json.dumps(report.__dict__, indent=2, default=str))

@@ -1,6 +1,6 @@
 import numpy as np
 
-from spacessl.evaluate.outliers import context_similarity, rank_outliers
+from spacessl.evaluate.outliers import context_similarity, fold_near_duplicates, rank_outliers
 
 
 def _episodes(seed=0, d=32, episodes=300, rare=10, frames=8):
@@ -106,3 +106,23 @@ def test_transients_rank_at_the_top_only_with_the_context_term():
     assert transient[top].all()  # every transient outranks every ordinary frame, scene changes included
     alone, _ = rank_outliers(vec, ids, src, t, k=5, dedup_s=60.0, top=n, context=False)
     assert transient[alone].mean() < 0.5  # the archive term alone: each looks like an ordinary sample elsewhere
+
+
+def test_fold_near_duplicates_by_hand():
+    """Listed rows in rank order; a row folds into the first listed row of its source that is < window away in
+    time and at least min_cos similar, otherwise it is listed."""
+    e = np.eye(4, dtype=np.float32)
+    vec = np.stack([e[0], e[0] + 0.05 * e[1], e[1], e[0], e[0], e[0] + 0.02 * e[2], e[2]])
+    src = np.array([0, 0, 0, 1, 0, 0, 0])
+    t = np.array([0, 3, 6, 0, 100, 9, 12], np.int64) * 10**9
+    # row: 0 first; 1 near-identical, 3 s later → folded; 2 same time span, other form → listed; 3 other source →
+    # listed; 4 same form 100 s later → listed; 5 near 0 → folded; 6 → listed but beyond top
+    rows, folded = fold_near_duplicates(np.arange(7), lambda r: vec[r], src, t, window_s=60.0, min_cos=0.9,
+                                        top=4, chunk=3)
+    assert rows.tolist() == [0, 2, 3, 4] and folded.tolist() == [2, 0, 0, 0]
+    everything, _ = fold_near_duplicates(np.arange(7), lambda r: vec[r], src, t, window_s=60.0, min_cos=0.9, top=10)
+    assert everything.tolist() == [0, 2, 3, 4, 6]
+    # order matters: walking from row 5 first, row 0 folds into it
+    rows, folded = fold_near_duplicates(np.array([5, 0, 1]), lambda r: vec[r], src, t, window_s=60.0, min_cos=0.9,
+                                        top=3)
+    assert rows.tolist() == [5] and folded.tolist() == [2]

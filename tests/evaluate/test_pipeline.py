@@ -170,6 +170,35 @@ def test_context_term_through_the_index_matches_exact(aurora_set, tmp_path):
     assert "nearest same-source" not in alone.summary()
 
 
+def _near_duplicate_pairs(catalog, emb_url, window_s=60.0, min_cos=0.9) -> int:
+    from spacessl.embed.store import open_embeddings
+
+    e = open_embeddings(emb_url)
+    v = np.stack([e.vector(int(i)) for i in catalog["id"]])
+    t = catalog["time"].astype("int64").to_numpy()
+    src = catalog["source"].to_numpy()
+    near = ((src[:, None] == src[None]) & (np.abs(t[:, None] - t[None]) < window_s * 1e9)
+            & (v @ v.T >= min_cos))
+    return int(np.triu(near, 1).sum())
+
+
+def test_outlier_list_folds_near_duplicates(aurora_set, tmp_path, capsys):
+    _, emb = aurora_set
+    assert main(["outliers", emb, "--top", "30", "--k", "5", "--out", str(tmp_path / "f"), "--montage", "4"]) == 0
+    assert "folded into the listed samples" in capsys.readouterr().out
+    assert main(["outliers", emb, "--top", "30", "--k", "5", "--out", str(tmp_path / "all"), "--montage", "4",
+                 "--keep-duplicates"]) == 0
+    folded, every = read_catalog(tmp_path / "f" / "outliers.csv"), read_catalog(tmp_path / "all" / "outliers.csv")
+    assert _near_duplicate_pairs(every, emb) > 0  # the plain ranking lists neighbouring frames of one scene
+    assert _near_duplicate_pairs(folded, emb) == 0 and folded["folded"].sum() > 0
+    assert folded["id"].iloc[0] == every["id"].iloc[0] and (every["folded"] == 0).all()
+    assert (np.diff(folded["score"]) <= 0).all() and set(every["id"][:10]) != set(folded["id"][:10])
+    from spacessl.evaluate.outliers import OutlierError, find_outliers
+
+    with pytest.raises(OutlierError, match="fold-cos .* 1.5"):
+        find_outliers(emb, tmp_path / "bad", fold_cos=1.5)
+
+
 def test_random_init_baseline_averages_the_same_views(aurora_set):
     """Embeddings stored with symmetry views get a random-init baseline embedded the same way."""
     from spacessl.embed.embedder import Embedder, build_preprocess
