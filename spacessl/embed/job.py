@@ -204,7 +204,7 @@ def check_output(out_url: str, *, overwrite: bool, provenance: dict[str, Any]) -
     """Fail early (before actors start) when ``out_url`` is a complete store, or an unfinished one from another
     model or archive, and ``overwrite`` is not set. The store's writer checks again when it opens."""
     from spacessl.archive import store as st
-    from spacessl.embed.store import open_embeddings
+    from spacessl.embed.store import open_embeddings, recorded
 
     if overwrite or not st.exists(out_url):
         return
@@ -215,7 +215,7 @@ def check_output(out_url: str, *, overwrite: bool, provenance: dict[str, Any]) -
                             "pass --overwrite") from None
     if attrs.get("complete"):
         raise EmbedJobError(f"{out_url} is a complete embeddings store; pass --overwrite to replace it")
-    diffs = [k for k, v in provenance.items() if attrs.get(k, 1 if k == "views" else None) != v]
+    diffs = [k for k, v in provenance.items() if recorded(attrs, k) != v]
     if diffs:
         raise EmbedJobError(f"{out_url} is an unfinished embeddings store made with another {', '.join(diffs)} "
                             f"({', '.join(str(attrs.get(k)) for k in diffs)}); rerun with the same --model and "

@@ -31,6 +31,15 @@ from spacessl.errors import SpacesslError
 STORE_VERSION = 1
 
 
+#: what a store records implicitly for an attribute it was written without (stores older than the attribute)
+ATTR_DEFAULTS: dict[str, Any] = {"views": 1}
+
+
+def recorded(attrs: dict[str, Any], key: str) -> Any:
+    """The value a store's attributes ``attrs`` record for ``key``, :data:`ATTR_DEFAULTS` where absent."""
+    return attrs.get(key, ATTR_DEFAULTS.get(key))
+
+
 class EmbeddingsError(SpacesslError):
     """An embeddings store is missing, foreign, unfinished or does not fit the request."""
 
@@ -79,7 +88,7 @@ class EmbeddingsWriter:
             else:
                 diffs = [k for k, v in wanted.items() if old.get(k) != v]
                 diffs += [k for k in ("model_uri", "archive_url", "archive_fingerprint", "views")
-                          if k in attrs and old.get(k, 1 if k == "views" else None) != attrs[k]]
+                          if k in attrs and recorded(old, k) != attrs[k]]
                 if diffs:
                     raise EmbeddingsError(
                         f"{self.url} is an unfinished embeddings store made with different settings "
@@ -195,6 +204,11 @@ class Embeddings:
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids (k,), vectors (k, D) float32) of rows [start, stop)."""
         return np.asarray(self._ids[start:stop]), np.asarray(self._vectors[start:stop], dtype=np.float32)
+
+    @property
+    def views(self) -> int:
+        """Symmetric copies of each sample averaged into its vector (:mod:`spacessl.embed.views`)."""
+        return int(recorded(self.attrs, "views"))
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
         """(m, D) float32 vectors of the row positions ``rows`` (m,) (ascending reads fastest)."""

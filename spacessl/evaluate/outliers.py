@@ -25,7 +25,7 @@ of every row read from the archive: 12 bytes a row), else through the sharded in
 (source and time from the index's memory-mapped per-id columns). Each query asks for ``k + margin`` neighbours;
 a query whose neighbours are mostly its own near-duplicates is searched again, four times wider, until k valid
 neighbours are found. The context term reads the embeddings once in (source, time) order, a block at a time.
-Memory: the (N,) source, time and context columns, the ``top`` best rows kept in a running merge, and one block.
+Memory: the (N,) id, source, time, score and context columns (36 bytes a row) and one block.
 """
 
 from __future__ import annotations
@@ -114,8 +114,7 @@ def context_similarity(vectors_of: Callable[[np.ndarray], np.ndarray], source_co
     for b in range(0, n, block):
         lo, hi = max(0, b - h), min(n, b + block + h)
         rows = order[lo:hi]
-        fetch = np.sort(rows)
-        vec = l2_normalize(np.asarray(vectors_of(fetch), dtype=np.float32))[np.searchsorted(fetch, rows)]
+        vec = _unit_vectors(vectors_of, rows)
         s, t = src[rows], tns[rows]
         best = np.full(len(rows), -np.inf, dtype=np.float32)
         for off in range(1, h + 1):
@@ -132,6 +131,12 @@ def context_similarity(vectors_of: Callable[[np.ndarray], np.ndarray], source_co
         part = best[core]
         out[rows[core]] = np.where(np.isfinite(part), part, np.nan)
     return out
+
+
+def _unit_vectors(vectors_of: Callable[[np.ndarray], np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """(m, D) unit vectors of ``rows`` (m,) in their given order, read through ``vectors_of`` in ascending order."""
+    fetch = np.sort(rows)
+    return l2_normalize(np.asarray(vectors_of(fetch), dtype=np.float32))[np.searchsorted(fetch, rows)]
 
 
 class MetaLookup:
@@ -198,9 +203,7 @@ def fold_near_duplicates(order: np.ndarray, vectors_of: Callable[[np.ndarray], n
     by_source: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # source → [(time, position in listed, unit vec)]
     for s in range(0, len(order), chunk):
         rows = np.asarray(order[s:s + chunk], dtype=np.int64)
-        fetch = np.sort(rows)
-        vecs = l2_normalize(np.asarray(vectors_of(fetch), dtype=np.float32))[np.searchsorted(fetch, rows)]
-        for r, v in zip(rows, vecs, strict=True):
+        for r, v in zip(rows, _unit_vectors(vectors_of, rows), strict=True):
             src, t = int(source_codes[r]), int(time_ns[r])
             home = next((i for tk, i, vk in by_source.get(src, ())
                          if abs(t - tk) < window_ns and float(v @ vk) >= min_cos), None)
@@ -274,6 +277,7 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
                            "to list every sample")
     emb = open_embeddings(url)
     archive = emb.archive()
+    row_ids = np.asarray(emb.ids.compute(), dtype=np.int64)  # archive id of each embedding row
     if index_dir is not None:
         search, index = index_search(index_dir)
         load_meta = getattr(index, "_load_meta", None)  # the index's memory-mapped per-id columns
@@ -283,18 +287,19 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
     elif emb.n <= exact_max:
         lookup = MetaLookup.from_archive(archive)
         allv = np.asarray(emb.vectors.compute(), dtype=np.float32)
-        search, mode = exact_search(allv, np.asarray(emb.ids.compute(), dtype=np.int64)), "exact"
+        search, mode = exact_search(allv, row_ids), "exact"
     else:
         raise OutlierError(f"{url} holds {emb.n} embeddings, more than the exact-search limit {exact_max}; build "
                            "an index (`spacessl index ...`) and pass --index, or raise --exact-max")
-    row_ids = np.asarray(emb.ids.compute(), dtype=np.int64)  # archive id of each embedding row
     row_src, row_t = lookup(row_ids)
     vectors_of = (lambda r: allv[r]) if mode == "exact" else emb.rows
     scores = (context_distance(vectors_of, row_src, row_t, window_s=dedup_s, context_max=context_max)
               if context else np.zeros(emb.n, np.float32))  # (N,): the context term, then + the archive term
     ctx = scores.copy()
+    # exact: the vectors are in memory already; index: read shard by shard
+    parts = ((row_ids, allv),) if mode == "exact" else emb.iter_shards()
     start = 0
-    for ids, vecs in emb.iter_shards():
+    for ids, vecs in parts:
         for s in range(0, len(ids), block):
             sim = kth_neighbour_similarity(ids[s:s + block], vecs[s:s + block], search, lookup=lookup, k=k,
                                            dedup_s=dedup_s)

@@ -88,7 +88,7 @@ def evaluate_embeddings(url: str, *, split: str = "grouped", max_samples: int = 
     features: dict[str, np.ndarray] = {"ssl": sample.vectors}
     if baselines:
         say("computing baselines (raw input, random-init encoder)")
-        features.update(_baselines(archive, sample.ids, info, emb.dim, seed, int(emb.attrs.get("views", 1))))
+        features.update(_baselines(archive, sample.ids, info, emb.dim, seed, emb.views))
     result: dict[str, Any] = {"embeddings": str(url), "archive": archive.url, "model_uri": uri, "run_id": run_id,
                               "split": split, "n": int(len(sample)), "n_train": int(len(train)),
                               "n_test": int(len(test)), "groups": int(len(np.unique(groups))),
@@ -101,7 +101,7 @@ def evaluate_embeddings(url: str, *, split: str = "grouped", max_samples: int = 
     result["settings"] = {"knn_k": k, "knn_temperature": temperature, "knn_weighting": "exp(cos/T)",
                           "linear": "StandardScaler+LogisticRegression(C=1)", "kmeans": f"spherical, k=classes, on PCA-whitened {KMEANS_WHITEN_DIM}-d",
                           "test_fraction": test_fraction, "max_samples": max_samples, "seed": seed,
-                          "views": int(emb.attrs.get("views", 1))}
+                          "views": emb.views}
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
 

@@ -305,7 +305,7 @@ def query(index_dir: Any, *, id: int | None = None, file: str | Path | None = No
             raise QueryError(f"{index_dir} records no model URI; pass model_uri / --model")
         if tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI"):
             tracking_uri = emb.attrs.get("tracking_uri")  # the store the embedding job loaded the model from
-        embedder = _embedder(uri, archive, tracking_uri, int(emb.attrs.get("views", 1)))
+        embedder = _embedder(uri, archive, tracking_uri, emb.views)
         vec = embedder(qs.sample)[0]
         if vec.shape[0] != emb.dim:
             raise QueryError(f"model {uri} gives {vec.shape[0]}-d vectors but the index holds {emb.dim}-d ones; "
