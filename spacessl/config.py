@@ -37,6 +37,11 @@ class DataConfig(_Section):
     stretch: Literal["none", "percentile"] = "none"
     stretch_percentiles: tuple[float, float] = (1.0, 99.5)  #: (low, high) in [0, 100]
     holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0)  #: chunks held out for kNN monitoring
+    #: > 0: the second view of each sample is made from another sample of the same source recorded at most this
+    #: many seconds away (itself when there is none), found among the shuffle buffer's chunks: temporal positive
+    #: pairs, which teach that a scene evolving over seconds (an all-sky camera's next frames) stays the same
+    #: scene. 0: both views come from the sample itself
+    pair_within_s: float = Field(0.0, ge=0.0)
     prefetch: int = Field(2, ge=1)  #: chunks read ahead per worker
     buffer_chunks: int = Field(2, ge=1)  #: chunks in the shuffle buffer per worker
 
@@ -44,7 +49,7 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """Encoder and self-supervised method."""
 
-    encoder: str = "auto"  #: "auto" (by modality), "resnet18", "resnet1d"
+    encoder: str = "auto"  #: "auto" (by modality), "resnet18", "resnet18_s2d" (space-to-depth stem), "resnet1d"
     method: str = "simsiam"  #: a name in spacessl.models.registry
     embed_dim: int = 512
     proj_hidden_dim: int = 512

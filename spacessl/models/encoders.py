@@ -7,6 +7,10 @@ projection and prediction heads exist only for training (:mod:`spacessl.models.s
 Shapes:
     ``resnet18``:  (B, C, H, W) float32 -> (B, embed_dim). Any H, W >= 32 (global average pool);
                    SpaceSSL used 256 px, the demos 64 px.
+    ``resnet18_s2d``: the same ResNet-18 behind a space-to-depth stem: each 2 x 2 block of pixels becomes 4
+                   channels, (B, C, H, W) -> (B, 4C, H/2, W/2), then ResNet-18. H, W even and >= 64. It costs what
+                   ResNet-18 costs at half the side but keeps every pixel: point sources (stars) and thin rays that
+                   an antialiased downsampling averages away stay in the input. For small frames on a small budget.
     ``resnet1d``:  (B, C, T) float32 -> (B, embed_dim). Any T >= 32; tuned for windows of ~1000 samples
                    (10 s at 100 Hz).
 
@@ -23,15 +27,17 @@ from torch import Tensor, nn
 
 from spacessl.errors import SpacesslError
 
-ENCODERS = ("auto", "resnet18", "resnet1d")
+ENCODERS = ("auto", "resnet18", "resnet18_s2d", "resnet1d")
 _AUTO = {"image": "resnet18", "waveform": "resnet1d"}
+_MODALITY = {"resnet18": "image", "resnet18_s2d": "image", "resnet1d": "waveform"}
 
 
 def build_encoder(name: str = "auto", *, modality: str, in_channels: int, embed_dim: int = 512) -> nn.Module:
     """Build an encoder from scratch.
 
     Args:
-        name: "auto" (``resnet18`` for images, ``resnet1d`` for waveforms), "resnet18" or "resnet1d".
+        name: "auto" (``resnet18`` for images, ``resnet1d`` for waveforms), "resnet18", "resnet18_s2d" (images,
+            space-to-depth stem) or "resnet1d".
         modality: the archive's modality, "image" or "waveform".
         in_channels: channels C of one sample (1 for all-sky frames, 3 for Z/N/E seismograms).
         embed_dim: output width; 512 is the natural width of both networks, any other value adds a final
@@ -52,37 +58,51 @@ def build_encoder(name: str = "auto", *, modality: str, in_channels: int, embed_
     if embed_dim < 1:
         raise SpacesslError(f"embed_dim must be >= 1, got {embed_dim}.")
     resolved = _AUTO[modality] if name == "auto" else name
-    expected = _AUTO[modality]
-    if resolved != expected:
+    if _MODALITY[resolved] != modality:
+        usable = ", ".join(repr(e) for e, m in _MODALITY.items() if m == modality)
         raise SpacesslError(
-            f"Encoder {resolved!r} does not take {modality} samples; "
-            f"use {expected!r} or 'auto' for {modality} archives."
+            f"Encoder {resolved!r} does not take {modality} samples; use {usable} or 'auto' for {modality} archives."
         )
     if resolved == "resnet18":
         return ResNet18Encoder(in_channels=in_channels, embed_dim=embed_dim)
+    if resolved == "resnet18_s2d":
+        return ResNet18Encoder(in_channels=in_channels, embed_dim=embed_dim, space_to_depth=2)
     return ResNet1d(in_channels=in_channels, embed_dim=embed_dim)
 
 
 class ResNet18Encoder(nn.Module):
     """torchvision ResNet-18, randomly initialised, with ``in_channels`` inputs and the classifier removed.
 
-    Shape: (B, in_channels, H, W) -> (B, embed_dim).
+    With ``space_to_depth=f`` > 1 the input first goes through ``nn.PixelUnshuffle(f)`` (each f x f block of pixels
+    becomes f² channels, as in TResNet's space-to-depth stem), and ``conv1`` takes ``in_channels·f²`` channels.
+
+    Shape: (B, in_channels, H, W) -> (B, embed_dim); H and W divisible by ``space_to_depth``.
     """
 
-    def __init__(self, in_channels: int = 1, embed_dim: int = 512) -> None:
+    def __init__(self, in_channels: int = 1, embed_dim: int = 512, *, space_to_depth: int = 1) -> None:
         super().__init__()
+        if space_to_depth < 1:
+            raise SpacesslError(f"space_to_depth must be >= 1, got {space_to_depth}.")
         net = torchvision.models.resnet18(weights=None)
-        if in_channels != 3:
-            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        stem_channels = in_channels * space_to_depth ** 2
+        if stem_channels != 3:
+            net.conv1 = nn.Conv2d(stem_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         net.fc = nn.Identity()
+        self.space_to_depth: nn.Module = nn.PixelUnshuffle(space_to_depth) if space_to_depth > 1 else nn.Identity()
         self.backbone = net
         self.head: nn.Module = nn.Identity() if embed_dim == 512 else nn.Linear(512, embed_dim)
         self.in_channels = in_channels
         self.embed_dim = embed_dim
+        self.factor = space_to_depth
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))  # (B, C, H, W) -> (B, 512) -> (B, embed_dim)
+        h, w = x.shape[-2:]
+        if h % self.factor or w % self.factor:
+            raise SpacesslError(f"this encoder's space-to-depth stem needs H and W divisible by {self.factor}, "
+                                f"got {h} x {w}; set data.input_size to a multiple of {self.factor}")
+        # (B, C, H, W) -> (B, C·f², H/f, W/f) -> (B, 512) -> (B, embed_dim)
+        return self.head(self.backbone(self.space_to_depth(x)))
 
 
 class BasicBlock1d(nn.Module):

@@ -53,3 +53,48 @@ def test_auto_and_errors():
         build_encoder("resnet18", modality="waveform", in_channels=3)
     with pytest.raises(SpacesslError, match="Available modalities"):
         build_encoder(modality="audio", in_channels=1)
+
+
+def _unshuffle_reference(x: torch.Tensor, f: int) -> torch.Tensor:
+    """Space-to-depth by explicit indexing: channel c·f² + i·f + j holds pixel (f·y + i, f·x + j) of channel c."""
+    b, c, h, w = x.shape
+    out = torch.empty(b, c * f * f, h // f, w // f)
+    for ch in range(c):
+        for i in range(f):
+            for j in range(f):
+                out[:, ch * f * f + i * f + j] = x[:, ch, i::f, j::f]
+    return out
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_space_to_depth_stem(channels):
+    torch.manual_seed(0)
+    enc = build_encoder("resnet18_s2d", modality="image", in_channels=channels).eval()
+    assert enc.backbone.conv1.in_channels == 4 * channels
+    x = torch.rand(2, channels, 64, 64)
+    with torch.no_grad():
+        out = enc(x)
+        ref = enc.backbone(_unshuffle_reference(x, 2))
+    assert out.shape == (2, 512)
+    torch.testing.assert_close(out, ref)
+    # every pixel reaches the network: one pixel in any of the four phases changes the output
+    for i, j in [(10, 10), (10, 11), (11, 10), (11, 11)]:
+        y = x.clone()
+        y[0, 0, i, j] += 1.0
+        with torch.no_grad():
+            assert (enc(y)[0] - out[0]).abs().max() > 1e-6
+
+
+def test_space_to_depth_errors_and_checkpoint_round_trip():
+    enc = build_encoder("resnet18_s2d", modality="image", in_channels=1).eval()
+    with pytest.raises(SpacesslError, match="divisible by 2"):
+        enc(torch.rand(1, 1, 63, 63))
+    with pytest.raises(SpacesslError, match="'resnet1d'"):
+        build_encoder("resnet18_s2d", modality="waveform", in_channels=3)
+    again = build_encoder("resnet18_s2d", modality="image", in_channels=1).eval()
+    again.load_state_dict(enc.state_dict())  # what a checkpoint reload does: the same keys and shapes
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), enc(x))
+    # a plain ResNet-18 has no stem module with state: its checkpoints keep their keys
+    assert set(build_encoder("resnet18", modality="image", in_channels=1).state_dict()) == set(enc.state_dict())
