@@ -8,6 +8,9 @@ Training and embedding use the same reader on every worker::
         batch.samples   # (B, C, H, W) numpy, the archive's dtype
         batch.ids       # (B,) int64 global row ids
 
+With ``pair_within_s`` the stream also yields, for each sample, another sample of the same source recorded at most
+that many seconds away (``batch.pairs``): temporal positive pairs for self-supervised training.
+
 Peak memory of :meth:`Archive.stream` is bounded by ``(prefetch + buffer_chunks + 1) × chunk bytes``, whatever
 the archive's size.
 """
@@ -41,14 +44,54 @@ class Batch:
         samples: (B, *sample_shape) in the archive's dtype.
         ids: (B,) int64 global row ids.
         meta: per-sample fields, each (B,); string fields decoded to object arrays of str.
+        pairs: None, or (B, *sample_shape): for each sample another sample of the same source close in time
+            (:meth:`Archive.stream` with ``pair_within_s``).
     """
 
     samples: np.ndarray
     ids: np.ndarray
     meta: dict[str, np.ndarray] = field(default_factory=dict)
+    pairs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def temporal_partners(source: np.ndarray, time_ns: np.ndarray, window_s: float,
+                      rng: np.random.Generator) -> np.ndarray:
+    """For every row, a random other row of the same source recorded at most ``window_s`` seconds away.
+
+    Args:
+        source: (N,) source ids (any comparable dtype: names or their codes).
+        time_ns: (N,) int64 UTC times, ns.
+        window_s: largest time difference of a pair, seconds (> 0).
+        rng: draws the partner uniformly among the candidates.
+    Returns:
+        (N,) int64 row positions; a row with no other row of its source within the window is its own partner.
+    """
+    n = len(time_ns)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    codes = np.unique(np.asarray(source), return_inverse=True)[1].reshape(-1)
+    t = np.asarray(time_ns, dtype=np.int64)
+    order = np.lexsort((t, codes))  # by source, then time
+    key, ts = codes[order], t[order]
+    w = int(round(window_s * 1e9))
+    lo = np.empty(n, dtype=np.int64)
+    hi = np.empty(n, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    for s0, s1 in zip(starts, np.r_[starts[1:], n], strict=True):  # one source at a time (a buffer holds few)
+        block = ts[s0:s1]
+        lo[s0:s1] = s0 + np.searchsorted(block, block - w, side="left")
+        hi[s0:s1] = s0 + np.searchsorted(block, block + w, side="right")
+    pos = np.arange(n)
+    others = hi - lo - 1  # candidates besides the row itself
+    pick = lo + (rng.random(n) * np.maximum(others, 1)).astype(np.int64)
+    pick = np.where(pick >= pos, pick + 1, pick)  # skip the row itself
+    pick = np.where(others > 0, pick, pos)
+    out = np.empty(n, dtype=np.int64)
+    out[order] = order[pick]
+    return out
 
 
 class Archive:
@@ -178,18 +221,26 @@ class Archive:
     def stream(self, chunks: Sequence[int], *, batch_size: int = 64, shuffle: bool = True, seed: int = 0,
                prefetch: int = 2, buffer_chunks: int = 2, drop_last: bool = False,
                fields: Sequence[str] | None = ("label",), decode: bool = False,
-               read_threads: int = 2) -> Iterator[Batch]:
+               read_threads: int = 2, pair_within_s: float = 0.0) -> Iterator[Batch]:
         """Batches from the given chunks, read ahead by a background thread.
 
         With ``shuffle``, chunks are taken ``buffer_chunks`` at a time and their samples permuted together (the
         remainder that does not fill a batch carries into the next group), so randomness spans several chunks while
         memory stays bounded by (prefetch + read_threads + buffer_chunks + 1) chunks. ``read_threads`` chunks are
         decompressed concurrently. ``fields`` selects meta fields (None = all; strings decoded only with ``decode``).
+        With ``pair_within_s`` > 0 every batch also carries ``pairs``: for each sample, a random other sample of
+        the same source at most ``pair_within_s`` seconds away among those in the buffer (itself when there is
+        none; :func:`temporal_partners`).
         """
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if pair_within_s < 0:
+            raise ValueError(f"pair_within_s must be >= 0 seconds, got {pair_within_s}")
         chunks = [int(c) for c in chunks]
         fields = list(self.meta_fields) if fields is None else list(fields)
+        wanted = list(fields)
+        if pair_within_s > 0:
+            fields += [f for f in ("source", "time_ns") if f not in fields]
         q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
         stop = threading.Event()
         _END = object()
@@ -243,12 +294,13 @@ class Archive:
                     got += 1
                 if not parts:
                     break
-                for batch, rest in self._batches(parts, batch_size, rng if shuffle else None, fields):
+                batches = self._batches(parts, batch_size, rng if shuffle else None, pair_within_s, wanted)
+                for batch, rest in batches:
                     if batch is not None:
                         yield batch
                     elif done:
-                        if not drop_last:
-                            yield Batch(*rest)
+                        if not drop_last and len(rest[1]):
+                            yield self._finish(Batch(*rest), rest, pair_within_s, rng, wanted)
                     else:
                         carry = [rest]
         finally:
@@ -261,17 +313,34 @@ class Archive:
             thread.join(timeout=5)
 
     @staticmethod
-    def _batches(parts, batch_size, rng, fields):
+    def _finish(batch: Batch, rest, pair_within_s: float, rng, wanted: list[str]) -> Batch:
+        """The last, short batch: its pairs drawn among its own rows; meta limited to the fields asked for."""
+        if pair_within_s > 0:
+            gen = rng if rng is not None else np.random.default_rng(0)
+            partner = temporal_partners(rest[2]["source"], rest[2]["time_ns"], pair_within_s, gen)
+            batch.pairs = batch.samples[partner]
+        batch.meta = {k: v for k, v in batch.meta.items() if k in wanted}
+        return batch
+
+    @staticmethod
+    def _batches(parts, batch_size, rng, pair_within_s: float, wanted: list[str]):
         """Yield (Batch, None) for every full batch drawn from ``parts`` and finally (None, remainder).
 
         Samples are gathered straight from the chunk arrays into each batch (one copy), in a random order over all
-        parts when ``rng`` is given, else in order.
+        parts when ``rng`` is given, else in order. With ``pair_within_s`` > 0 each batch carries the samples of
+        its rows' temporal partners among all rows of ``parts``. Batches keep only the ``wanted`` meta fields.
         """
         sizes = np.array([len(p[1]) for p in parts])
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         total = int(offsets[-1])
         order = rng.permutation(total) if rng is not None else np.arange(total)
         n_full = total // batch_size * batch_size
+        partner = None
+        if pair_within_s > 0 and total:
+            source = np.concatenate([p[2]["source"] for p in parts])
+            time_ns = np.concatenate([p[2]["time_ns"] for p in parts])
+            partner = temporal_partners(source, time_ns, pair_within_s,
+                                        rng if rng is not None else np.random.default_rng(0))
 
         def gather(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
             if len(parts) == 1:
@@ -291,14 +360,21 @@ class Archive:
                     meta[k][mask] = parts[j][2][k][local]
             return samples, ids, meta
 
-        if rng is None and len(parts) == 1:  # in order from one chunk: views, no copy
+        def batch(sel: np.ndarray) -> Batch:
+            samples, ids, meta = gather(sel)
+            out = Batch(samples, ids, {k: v for k, v in meta.items() if k in wanted})
+            if partner is not None:
+                out.pairs = gather(partner[sel])[0]
+            return out
+
+        if rng is None and len(parts) == 1 and partner is None:  # in order from one chunk: views, no copy
             p = parts[0]
             for b0 in range(0, n_full, batch_size):
                 yield Batch(p[0][b0:b0 + batch_size], p[1][b0:b0 + batch_size],
-                            {k: v[b0:b0 + batch_size] for k, v in p[2].items()}), None
+                            {k: v[b0:b0 + batch_size] for k, v in p[2].items() if k in wanted}), None
         else:
             for b0 in range(0, n_full, batch_size):
-                yield Batch(*gather(order[b0:b0 + batch_size])), None
+                yield batch(order[b0:b0 + batch_size]), None
         if n_full < total:
             yield None, gather(order[n_full:])
 

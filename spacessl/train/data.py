@@ -94,13 +94,15 @@ def plan_epoch(archive: Archive, pool: list[int], *, world_size: int, rank: int,
 
 
 def epoch_batches(archive: Archive, plan: EpochPlan, *, local_batch: int, seed: int, prefetch: int = 2,
-                  buffer_chunks: int = 2) -> Iterator[Batch]:
-    """Exactly ``plan.steps`` shuffled full batches of this worker's chunks (re-reading them if ever short)."""
+                  buffer_chunks: int = 2, pair_within_s: float = 0.0) -> Iterator[Batch]:
+    """Exactly ``plan.steps`` shuffled full batches of this worker's chunks (re-reading them if ever short); with
+    ``pair_within_s`` > 0 each carries temporal partners (``Batch.pairs``, see :meth:`Archive.stream`)."""
     produced = 0
     attempt = 0
     while produced < plan.steps:
         stream = archive.stream(plan.chunks, batch_size=local_batch, shuffle=True, seed=seed + 104729 * attempt,
-                                prefetch=prefetch, buffer_chunks=buffer_chunks, drop_last=True, fields=())
+                                prefetch=prefetch, buffer_chunks=buffer_chunks, drop_last=True, fields=(),
+                                pair_within_s=pair_within_s)
         try:
             for batch in stream:
                 yield batch
@@ -113,13 +115,15 @@ def epoch_batches(archive: Archive, plan: EpochPlan, *, local_batch: int, seed: 
 
 
 def device_batches(batches: Iterable[Batch], preprocess: Callable[[np.ndarray], torch.Tensor],
-                   device: torch.device, *, depth: int = 2) -> Iterator[torch.Tensor]:
+                   device: torch.device, *, depth: int = 2, pairs: bool = False
+                   ) -> Iterator[torch.Tensor] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Preprocessed sample tensors on ``device``, prepared up to ``depth`` batches ahead by a background thread.
 
     The thread pulls each batch from ``batches`` (the archive stream) and runs ``preprocess`` on the CPU (torch ops
     release the GIL); on CUDA it also pins the result, so the host-to-device copy issued here is asynchronous. So the
     reader's gather, the preprocessing and the copy overlap the model's step instead of running between steps.
     Order is kept; an error in the thread is raised here. Shape: each batch's samples (B, ...) -> (B, ...) float32.
+    With ``pairs`` each item is ``(samples, partners)``, both (B, ...), from ``Batch.pairs``.
     """
     pin = device.type == "cuda"
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
@@ -133,7 +137,14 @@ def device_batches(batches: Iterable[Batch], preprocess: Callable[[np.ndarray], 
         try:
             for batch in batches:
                 x = preprocess(batch.samples)
-                if not put(x.pin_memory() if pin else x):
+                item = x.pin_memory() if pin else x
+                if pairs:
+                    if batch.pairs is None:
+                        raise ValueError("device_batches(pairs=True) needs batches with pairs "
+                                         "(Archive.stream with pair_within_s > 0)")
+                    xp = preprocess(batch.pairs)
+                    item = (item, xp.pin_memory() if pin else xp)
+                if not put(item):
                     return
             put(end)
         except BaseException as exc:  # noqa: BLE001 - raised again in the consumer
@@ -148,7 +159,10 @@ def device_batches(batches: Iterable[Batch], preprocess: Callable[[np.ndarray], 
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item.to(device, non_blocking=pin)
+            if pairs:
+                yield item[0].to(device, non_blocking=pin), item[1].to(device, non_blocking=pin)
+            else:
+                yield item.to(device, non_blocking=pin)
     finally:
         stop.set()
         while True:  # unblock the thread so that it can see the stop

@@ -120,19 +120,23 @@ def build_optimizer(cfg: Config, params, *, global_batch: int) -> torch.optim.Op
     return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.train.weight_decay)
 
 
-def views(x: torch.Tensor, augment: Any, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independent random views of a preprocessed batch (no gradient through augmentation)."""
+def views(x: torch.Tensor, augment: Any, generator: torch.Generator | None,
+          x_pair: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent random views of a preprocessed batch (no gradient through augmentation): both of ``x``, or
+    the second of ``x_pair`` (B, ...), each sample's temporal partner."""
     with torch.no_grad():
-        return augment(x, generator=generator), augment(x, generator=generator)
+        return augment(x, generator=generator), augment(x if x_pair is None else x_pair, generator=generator)
 
 
 def train_step(model: nn.Module, x: torch.Tensor, *, augment: Any, generator: torch.Generator | None,
-               optimizer: torch.optim.Optimizer, scheduler: Any | None) -> dict[str, torch.Tensor]:
-    """One optimiser step on a preprocessed batch ``x`` (B, ...) already on the model's device.
+               optimizer: torch.optim.Optimizer, scheduler: Any | None,
+               x_pair: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One optimiser step on a preprocessed batch ``x`` (B, ...) already on the model's device; with ``x_pair``
+    (B, ...) the second view of each sample is made from its partner instead of from itself.
 
     Returns the method's output ({"loss": scalar, "z": (B, P)}), detached.
     """
-    x0, x1 = views(x, augment, generator)
+    x0, x1 = views(x, augment, generator, x_pair)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
         out = model(x0, x1)
     optimizer.zero_grad(set_to_none=True)
@@ -304,10 +308,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         win_steps = 0
         batches = tdata.epoch_batches(archive, dataclasses.replace(plans[epoch], steps=steps),
                                       local_batch=local_batch, seed=seed * 7919 + epoch * world + rank,
-                                      prefetch=cfg.data.prefetch, buffer_chunks=cfg.data.buffer_chunks)
-        for x in tdata.device_batches(batches, comps.preprocess, device):
+                                      prefetch=cfg.data.prefetch, buffer_chunks=cfg.data.buffer_chunks,
+                                      pair_within_s=cfg.data.pair_within_s)
+        paired = cfg.data.pair_within_s > 0
+        for item in tdata.device_batches(batches, comps.preprocess, device, pairs=paired):
+            x, x_pair = item if paired else (item, None)
             out = train_step(model, x, augment=comps.augment, generator=generator, optimizer=optimizer,
-                             scheduler=scheduler)
+                             scheduler=scheduler, x_pair=x_pair)
             loss_sum += out["loss"].float()
             global_step += 1
             win_steps += 1

@@ -146,3 +146,67 @@ def test_archive_info_cli(tmp_path, capsys):
     assert main(["archive", "info", url]) == 0
     assert "103 × CHW" in capsys.readouterr().out
     assert main(["archive", "info", str(Path(url).with_name("nope.zarr"))]) == 2
+
+
+def _brute_candidates(source: np.ndarray, time_ns: np.ndarray, window_s: float) -> list[set[int]]:
+    w = window_s * 1e9
+    return [{j for j in range(len(source)) if j != i and source[j] == source[i] and abs(time_ns[j] - time_ns[i]) <= w}
+            for i in range(len(source))]
+
+
+def test_temporal_partners_against_brute_force():
+    from spacessl.archive.reader import temporal_partners
+
+    rng = np.random.default_rng(3)
+    n = 300
+    source = rng.choice(["gill", "fsmi", "rank"], n)
+    time_ns = (rng.integers(0, 2_000, n) * 1_000_000_000).astype(np.int64)  # seconds, with ties and gaps
+    time_ns[:5] = 4 * 10**18 + np.arange(5) * 10**12  # a century on, 1000 s apart: alone, and no overflow
+    cands = _brute_candidates(source, time_ns, 12.0)
+    assert not any(cands[i] for i in range(5))
+    seen: list[set[int]] = [set() for _ in range(n)]
+    for draw in range(200):
+        p = temporal_partners(source, time_ns, 12.0, np.random.default_rng(draw))
+        for i in range(n):
+            if cands[i]:
+                assert p[i] in cands[i], (i, p[i])
+            else:
+                assert p[i] == i
+            seen[i].add(int(p[i]))
+    # uniform over the candidates: with 200 draws every candidate of a row with few of them turns up
+    small = [i for i in range(n) if 0 < len(cands[i]) <= 4]
+    assert small and all(seen[i] == cands[i] for i in small)
+    assert len(temporal_partners(source[:0], time_ns[:0], 12.0, rng)) == 0
+
+
+def test_stream_pairs_are_same_source_close_in_time(tmp_path):
+    url = str(tmp_path / "p.zarr")
+    n, side = 96, 4
+    sources = np.array(["gill", "fsmi"])[(np.arange(n) // 6) % 2]  # blocks of 6 frames, cameras alternating
+    time_ns = np.arange(n, dtype=np.int64) * 3_000_000_000  # 3 s cadence
+    time_ns[40] += 3_600_000_000_000  # one frame an hour later: alone within any window
+    time_ns[41:] += 7_200_000_000_000
+    with ArchiveWriter(url, modality="image", sample_shape=(1, side, side), dtype="uint16", units="DN",
+                       channels=["gray"], chunk_size=8, shard_chunks=3, label_names=["a"]) as w:
+        w.append(np.arange(n, dtype=np.uint16)[:, None, None, None] * np.ones((1, 1, side, side), np.uint16),
+                 input_index=0, time_ns=time_ns, source=list(sources), origin="synthetic", label=np.zeros(n))
+    a = open_archive(url)
+    cands = _brute_candidates(sources, time_ns, 10.0)
+    seen_rows = []
+    for batch in a.stream(range(a.num_chunks), batch_size=16, buffer_chunks=a.num_chunks, seed=1, pair_within_s=10.0):
+        rows = batch.samples[:, 0, 0, 0].astype(int)
+        partners = batch.pairs[:, 0, 0, 0].astype(int)
+        assert batch.pairs.shape == batch.samples.shape
+        assert set(batch.meta) == {"label"}  # the pairing fields are not handed out unasked
+        for r, p in zip(rows, partners, strict=True):
+            assert p in cands[r] if cands[r] else p == r
+        seen_rows.extend(rows)
+    assert sorted(seen_rows) == list(range(n))
+    assert not cands[40]
+    # chunks taken two at a time: partners come from the same buffer, still same source and within the window
+    for batch in a.stream(range(a.num_chunks), batch_size=5, buffer_chunks=2, seed=2, pair_within_s=10.0):
+        rows, partners = batch.samples[:, 0, 0, 0].astype(int), batch.pairs[:, 0, 0, 0].astype(int)
+        assert all(p == r or p in cands[r] for r, p in zip(rows, partners, strict=True))
+    assert all(b.pairs is None for b in a.stream([0, 1], batch_size=4))
+    with pytest.raises(ValueError, match="pair_within_s"):
+        next(a.stream([0], pair_within_s=-1.0))

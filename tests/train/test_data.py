@@ -71,6 +71,27 @@ def test_device_batches_keep_order_and_values(archive):
         torch.testing.assert_close(a, d, rtol=0, atol=0)
 
 
+def test_device_batches_carry_temporal_pairs(archive):
+    import torch
+
+    from spacessl.augment import Preprocess
+
+    pre = Preprocess.for_archive(archive)
+    plan = tdata.plan_epoch(archive, list(range(archive.num_chunks)), world_size=1, rank=0, epoch=0, seed=0,
+                            local_batch=16)
+    raw = list(tdata.epoch_batches(archive, plan, local_batch=16, seed=3, pair_within_s=6.0))
+    items = list(tdata.device_batches(tdata.epoch_batches(archive, plan, local_batch=16, seed=3, pair_within_s=6.0),
+                                      pre, torch.device("cpu"), pairs=True))
+    assert len(items) == len(raw) == plan.steps
+    for (x, xp), b in zip(items, raw, strict=True):
+        torch.testing.assert_close(x, pre(b.samples), rtol=0, atol=0)
+        torch.testing.assert_close(xp, pre(b.pairs), rtol=0, atol=0)
+        assert not torch.equal(x, xp)  # frames 3 s apart: every partner is another frame
+    with pytest.raises(ValueError, match="pair_within_s"):
+        list(tdata.device_batches(tdata.epoch_batches(archive, plan, local_batch=16, seed=3), pre,
+                                  torch.device("cpu"), pairs=True))
+
+
 def test_device_batches_raise_reader_errors_and_stop_early(archive):
     import threading
 

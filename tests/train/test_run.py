@@ -32,7 +32,8 @@ def test_mlflow_server_receives_params_metrics_and_registered_model(ray_cluster,
     from spacessl.tracking import list_runs, load_encoder
     from spacessl.train.run import RunExistsError, train
 
-    cfg = tiny_config(tiny_archive, tmp_path, f"tracking.uri={mlflow_server}")
+    # with temporal pairs (the tiny frames lie 3 s apart): the paired data path runs under Ray Train too
+    cfg = tiny_config(tiny_archive, tmp_path, f"tracking.uri={mlflow_server}", "data.pair_within_s=6")
     result = train(cfg)
 
     c = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
@@ -41,6 +42,7 @@ def test_mlflow_server_receives_params_metrics_and_registered_model(ray_cluster,
     params = run.data.params
     assert params["train.batch_size"] == "16" and params["model.method"] == "simclr"
     assert params["data.archive"] == tiny_archive and params["derived.lr_effective"] == str(0.3 * 16 / 256)
+    assert params["data.pair_within_s"] == "6.0"
     tags = run.data.tags
     assert tags["archive_url"] == tiny_archive and len(tags["archive_fingerprint"]) == 16 and tags["git_commit"]
     artifacts = {a.path for a in c.list_artifacts(result.mlflow_run_id)}
