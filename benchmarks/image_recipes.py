@@ -7,6 +7,10 @@
 The archive defaults to the quality benchmark's (6,000 synthetic 64 px frames, seed 0), written if missing. On a CPU
 the default is a short check of the stretch (``v0_base48`` against ``v1_stretch48`` at a tenth of the steps).
 
+Variants ``x5``/``x6`` make the second view of each frame from another frame of the same camera at most 30 s away
+(the loop's ``data.pair_within_s``); ``x3``/``x4``/``x6`` use the space-to-depth stem (``model.encoder=resnet18_s2d``)
+at 64 px.
+
 Each variant trains the training loop's own components (``build_components``, ``build_optimizer``,
 ``train_step``; bf16 autocast on CUDA) in this process, without Ray or MLflow, for the number of steps at batch 64
 that a 2-core CPU manages in the quality benchmark's 20 minutes at that input size (~1,400 at 32 px, ~1,000 at
@@ -34,6 +38,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spacessl.archive import open_archive  # noqa: E402
+from spacessl.archive.reader import temporal_partners  # noqa: E402
 from spacessl.config import load_config  # noqa: E402
 from spacessl.train.loop import build_components, build_optimizer, train_step  # noqa: E402
 from spacessl.train.schedule import build_scheduler  # noqa: E402
@@ -45,6 +50,7 @@ BASE = ["model.method=simclr", "model.encoder=resnet18", "model.proj_hidden_dim=
 ADAM = ["train.optimizer=adamw", "train.lr=0.002", "train.weight_decay=1.0e-4"]
 STRETCH = ["data.stretch=percentile"]
 NO_JITTER = ["augment.params={brightness: [1.0, 1.0], contrast: [1.0, 1.0], gamma: [1.0, 1.0]}"]
+NO_BLUR = ["augment.params={blur_p: 0.0}"]
 
 #: name -> (overrides, steps at batch 64)
 VARIANTS: dict[str, tuple[list[str], int]] = {
@@ -60,7 +66,16 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     "w3_p98_nojitter_adam": (["data.input_size=32", *STRETCH, "data.stretch_percentiles=[1, 98]", *ADAM,
                               *NO_JITTER], 1400),
     "w4_p98_48_adam": (["data.input_size=48", *STRETCH, "data.stretch_percentiles=[1, 98]", *ADAM], 1000),
+    "x1_noblur32_adam": (["data.input_size=32", *STRETCH, *ADAM, *NO_BLUR], 1700),
+    "x2_noblur48_adam": (["data.input_size=48", *STRETCH, *ADAM, *NO_BLUR], 1000),
+    "x3_s2d64_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM], 1400),
+    "x4_s2d64_noblur_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM, *NO_BLUR], 1400),
+    "x5_temporal32_adam": (["data.input_size=32", *STRETCH, *ADAM], 1700),
+    "x6_temporal_s2d64_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM], 1400),
 }
+#: variants whose two views come from two frames of the same camera at most this many seconds apart
+TEMPORAL_S: dict[str, float] = {"x5_temporal32_adam": 30.0, "x6_temporal_s2d64_adam": 30.0}
+
 
 
 def grouped_split(archive) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,12 +110,18 @@ def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch
     sched = build_scheduler(opt, warmup_steps=round(0.05 * steps), total_steps=steps, schedule="cosine")
     gen = torch.Generator(device=device).manual_seed(0)
     pick = torch.Generator().manual_seed(0)
+    meta = archive.read(0, archive.n, fields=["source", "time_ns"]).meta if name in TEMPORAL_S else None
+    rng = np.random.default_rng(0)
     losses = []
     t0 = time.perf_counter()
     for s in range(steps):
-        idx = torch.randint(0, len(x_all), (cfg.train.batch_size,), generator=pick).to(device)
-        out = train_step(model.train(), x_all[idx], augment=comps.augment, generator=gen, optimizer=opt,
-                         scheduler=sched)
+        idx = torch.randint(0, len(x_all), (cfg.train.batch_size,), generator=pick)
+        x_pair = None
+        if meta is not None:  # the second view from a frame of the same camera up to TEMPORAL_S seconds away
+            partner = temporal_partners(meta["source"], meta["time_ns"], TEMPORAL_S[name], rng)
+            x_pair = x_all[torch.as_tensor(partner)[idx].to(device)]
+        out = train_step(model.train(), x_all[idx.to(device)], augment=comps.augment, generator=gen, optimizer=opt,
+                         scheduler=sched, x_pair=x_pair)
         if s % 100 == 0 or s == steps - 1:
             losses.append(round(float(out["loss"]), 3))
     if device.type == "cuda":
