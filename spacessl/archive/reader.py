@@ -294,15 +294,13 @@ class Archive:
                     got += 1
                 if not parts:
                     break
-                batches = self._batches(parts, batch_size, rng if shuffle else None, pair_within_s, wanted)
+                batches = self._batches(parts, batch_size, rng if shuffle else None, pair_within_s, wanted,
+                                        last=done)
                 for batch, rest in batches:
-                    if batch is not None:
-                        yield batch
-                    elif done:
-                        if not drop_last and len(rest[1]):
-                            yield self._finish(Batch(*rest), rest, pair_within_s, rng, wanted)
-                    else:
+                    if batch is None:
                         carry = [rest]
+                    elif len(batch) == batch_size or not drop_last:
+                        yield batch
         finally:
             stop.set()
             while True:  # unblock the reader so it can exit
@@ -313,18 +311,9 @@ class Archive:
             thread.join(timeout=5)
 
     @staticmethod
-    def _finish(batch: Batch, rest, pair_within_s: float, rng, wanted: list[str]) -> Batch:
-        """The last, short batch: its pairs drawn among its own rows; meta limited to the fields asked for."""
-        if pair_within_s > 0:
-            gen = rng if rng is not None else np.random.default_rng(0)
-            partner = temporal_partners(rest[2]["source"], rest[2]["time_ns"], pair_within_s, gen)
-            batch.pairs = batch.samples[partner]
-        batch.meta = {k: v for k, v in batch.meta.items() if k in wanted}
-        return batch
-
-    @staticmethod
-    def _batches(parts, batch_size, rng, pair_within_s: float, wanted: list[str]):
-        """Yield (Batch, None) for every full batch drawn from ``parts`` and finally (None, remainder).
+    def _batches(parts, batch_size, rng, pair_within_s: float, wanted: list[str], *, last: bool):
+        """Yield (Batch, None) for every full batch drawn from ``parts`` and finally the rows left over: as a
+        short (Batch, None) when ``last``, else as (None, remainder) to carry into the next group.
 
         Samples are gathered straight from the chunk arrays into each batch (one copy), in a random order over all
         parts when ``rng`` is given, else in order. With ``pair_within_s`` > 0 each batch carries the samples of
@@ -342,15 +331,17 @@ class Archive:
             partner = temporal_partners(source, time_ns, pair_within_s,
                                         rng if rng is not None else np.random.default_rng(0))
 
-        def gather(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        def gather(sel: np.ndarray, *, meta_too: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+            keys = list(parts[0][2]) if meta_too else []
             if len(parts) == 1:
                 p = parts[0]
-                return p[0][sel], p[1][sel], {k: v[sel] for k, v in p[2].items()}
+                return p[0][sel], p[1][sel], {k: p[2][k][sel] for k in keys}
             which = np.searchsorted(offsets[1:], sel, side="right")
             first = parts[0]
             samples = np.empty((len(sel), *first[0].shape[1:]), dtype=first[0].dtype)
             ids = np.empty(len(sel), dtype=np.int64)
-            meta = {k: np.empty(len(sel), dtype=v.dtype) for k, v in first[2].items()}
+            meta = {k: np.empty(len(sel), dtype=first[2][k].dtype) for k in keys}
             for j in np.unique(which):
                 mask = which == j
                 local = sel[mask] - offsets[j]
@@ -364,7 +355,7 @@ class Archive:
             samples, ids, meta = gather(sel)
             out = Batch(samples, ids, {k: v for k, v in meta.items() if k in wanted})
             if partner is not None:
-                out.pairs = gather(partner[sel])[0]
+                out.pairs = gather(partner[sel], meta_too=False)[0]
             return out
 
         if rng is None and len(parts) == 1 and partner is None:  # in order from one chunk: views, no copy
@@ -376,7 +367,8 @@ class Archive:
             for b0 in range(0, n_full, batch_size):
                 yield batch(order[b0:b0 + batch_size]), None
         if n_full < total:
-            yield None, gather(order[n_full:])
+            rest = order[n_full:]
+            yield (batch(rest), None) if last else (None, gather(rest))
 
     # ------------------------------------------------------------------------------------------- identity
 
