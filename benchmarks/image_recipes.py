@@ -101,13 +101,18 @@ def quick_knn(x: torch.Tensor, y: torch.Tensor, tr: torch.Tensor, te: torch.Tens
     return float((votes.argmax(1) == y[te]).float().mean())
 
 
-def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch.device) -> tuple[torch.Tensor, dict]:
-    """Train one variant for ``steps`` steps; returns backbone features (N, 512) of every frame and facts."""
-    overrides, _ = VARIANTS[name]
-    cfg = load_config(None, [*BASE, *overrides])
+def setup(name: str, archive, raw: np.ndarray, device: torch.device):
+    """(config, components seeded with 0, every frame preprocessed (N, C, H, W) on ``device``) of one variant."""
+    cfg = load_config(None, [*BASE, *VARIANTS[name][0]])
     torch.manual_seed(0)
     comps = build_components(cfg, archive)
     x_all = torch.cat([comps.preprocess(c) for c in np.array_split(raw, max(1, len(raw) // 512))]).to(device)
+    return cfg, comps, x_all
+
+
+def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch.device) -> tuple[torch.Tensor, dict]:
+    """Train one variant for ``steps`` steps; returns backbone features (N, 512) of every frame and facts."""
+    cfg, comps, x_all = setup(name, archive, raw, device)
     model = comps.method.to(device)
     opt = build_optimizer(cfg, model.parameters(), global_batch=cfg.train.batch_size)
     sched = build_scheduler(opt, warmup_steps=round(0.05 * steps), total_steps=steps, schedule="cosine")
@@ -142,11 +147,7 @@ def train_supervised(name: str, archive, raw: np.ndarray, steps: int, device: to
     """The reference that labels give: the variant's encoder, preprocessing and views trained with cross-entropy
     (a linear head, AdamW at 1e-3 with a one-cycle schedule, one view per frame, batch 64) on the training rows of
     the split only. Returns backbone features (N, 512) of every frame and facts with the held-out accuracy."""
-    overrides, _ = VARIANTS[name]
-    cfg = load_config(None, [*BASE, *overrides])
-    torch.manual_seed(0)
-    comps = build_components(cfg, archive)
-    x_all = torch.cat([comps.preprocess(c) for c in np.array_split(raw, max(1, len(raw) // 512))]).to(device)
+    cfg, comps, x_all = setup(name, archive, raw, device)
     encoder = comps.method.encoder.to(device)
     head = torch.nn.Linear(encoder.embed_dim, int(y.max()) + 1).to(device)
     params = [*encoder.parameters(), *head.parameters()]
