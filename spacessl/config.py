@@ -55,7 +55,10 @@ class ModelConfig(_Section):
     proj_hidden_dim: int = 512
     proj_out_dim: int = 512
     pred_hidden_dim: int = 128
-    temperature: float = Field(0.5, gt=0.0)  #: SimCLR NT-Xent temperature
+    temperature: float = Field(0.5, gt=0.0)  #: SimCLR contrastive-loss temperature
+    #: SimCLR's contrastive loss: "ntxent" (NT-Xent), "dcl" / "dclw" (decoupled contrastive learning, the positive
+    #: out of the denominator; less dependent on a large batch)
+    loss: Literal["ntxent", "dcl", "dclw"] = "ntxent"
     sync_batchnorm: bool = False  #: convert BatchNorm to SyncBatchNorm under multi-GPU DDP (global batch statistics)
 
 

@@ -2,20 +2,29 @@
 
 - Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations", ICML 2020,
   https://arxiv.org/abs/2002.05709
+- Yeh et al., "Decoupled Contrastive Learning", ECCV 2022, https://arxiv.org/abs/2110.06848 (``loss="dcl"``,
+  ``"dclw"``): the positive pair is taken out of the softmax denominator, which removes NT-Xent's dependence on a
+  large batch (its gradient is damped by the positive's own share of the denominator).
 """
 
 from __future__ import annotations
 
-from lightly.loss import NTXentLoss
+from typing import Literal
+
+from lightly.loss import DCLLoss, DCLWLoss, NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import Tensor, nn
 from torch import distributed as torch_dist
 
+from spacessl.errors import SpacesslError
 from spacessl.models.base import SSLMethod
+
+#: contrastive losses SimCLR can use, by config name
+LOSSES = {"ntxent": NTXentLoss, "dcl": DCLLoss, "dclw": DCLWLoss}
 
 
 class SimCLR(SSLMethod):
-    """SimCLR: encoder -> SimCLRProjectionHead -> NT-Xent between the two views.
+    """SimCLR: encoder -> SimCLRProjectionHead -> NT-Xent (or a decoupled variant) between the two views.
 
     Under DDP the negatives come from every worker: the loss is built with ``gather_distributed=True`` whenever
     ``torch.distributed`` is available, and lightly gathers the projections only when a process group with world
@@ -28,7 +37,9 @@ class SimCLR(SSLMethod):
         embed_dim: encoder output width.
         proj_hidden_dim: hidden width of the projection MLP.
         proj_out_dim: projection width P (the space where NT-Xent is computed).
-        temperature: NT-Xent temperature tau.
+        temperature: temperature tau of the contrastive loss.
+        loss: "ntxent" (SimCLR's NT-Xent), "dcl" (decoupled: the positive left out of the denominator) or "dclw"
+            (decoupled, positives weighted by how hard they are, sigma 0.5); all from lightly.
         gather_distributed: None = decide from ``torch.distributed.is_available()``.
 
     Shape: x0, x1 (B, *sample_shape) -> loss (), z (B, proj_out_dim).
@@ -44,14 +55,18 @@ class SimCLR(SSLMethod):
         proj_hidden_dim: int = 512,
         proj_out_dim: int = 128,
         temperature: float = 0.5,
+        loss: Literal["ntxent", "dcl", "dclw"] = "ntxent",
         gather_distributed: bool | None = None,
     ) -> None:
         super().__init__(encoder, embed_dim)
+        if loss not in LOSSES:
+            raise SpacesslError(f"Unknown SimCLR loss {loss!r}; choose one of {', '.join(LOSSES)} (set model.loss).")
         if gather_distributed is None:
             gather_distributed = torch_dist.is_available()
         self.projection_head = SimCLRProjectionHead(embed_dim, proj_hidden_dim, proj_out_dim)
-        self.criterion = NTXentLoss(temperature=temperature, gather_distributed=gather_distributed)
+        self.criterion = LOSSES[loss](temperature=temperature, gather_distributed=gather_distributed)
         self.temperature = temperature
+        self.loss = loss
 
     def project(self, x: Tensor) -> Tensor:
         """(B, *sample_shape) -> (B, proj_out_dim)."""

@@ -70,7 +70,8 @@ def method_kwargs(cfg: Config) -> dict[str, Any]:
     """
     m = cfg.model
     return {"proj_hidden_dim": m.proj_hidden_dim, "proj_out_dim": m.proj_out_dim,
-            "pred_hidden_dim": m.pred_hidden_dim, "temperature": m.temperature, "gather_distributed": True}
+            "pred_hidden_dim": m.pred_hidden_dim, "temperature": m.temperature, "loss": m.loss,
+            "gather_distributed": True}
 
 
 def augment_params(cfg: Config, archive: Archive) -> dict[str, Any]:

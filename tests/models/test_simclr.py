@@ -1,4 +1,5 @@
-"""SimCLR: NT-Xent against lightly and a hand-written reference; negatives gathered across gloo workers."""
+"""SimCLR: NT-Xent and decoupled losses against lightly and hand-written references; negatives gathered across gloo
+workers."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from lightly.loss import NTXentLoss
+from lightly.loss import DCLLoss, DCLWLoss, NTXentLoss
 from torch import nn
 
+from spacessl.config import load_config
+from spacessl.errors import SpacesslError
 from spacessl.models.registry import build_method
 from spacessl.models.simclr import SimCLR
 
@@ -22,6 +25,18 @@ def ntxent_reference(z0: torch.Tensor, z1: torch.Tensor, temperature: float) -> 
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
     target = torch.cat([torch.arange(n) + n, torch.arange(n)])
     return F.cross_entropy(sim, target)
+
+
+def dcl_reference(z0: torch.Tensor, z1: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Decoupled contrastive loss written out: each of the 2N rows scores its positive against the 2N - 2 others
+    only, -s_pos / tau + log sum_neg exp(s_neg / tau), averaged over the rows."""
+    n = z0.shape[0]
+    z = F.normalize(torch.cat([z0, z1]), dim=1)
+    sim = z @ z.T / temperature
+    pos = torch.cat([torch.arange(n) + n, torch.arange(n)])
+    leave_out = torch.eye(2 * n, dtype=torch.bool)
+    leave_out[torch.arange(2 * n), pos] = True
+    return (-sim[torch.arange(2 * n), pos] + torch.logsumexp(sim.masked_fill(leave_out, float("-inf")), 1)).mean()
 
 
 def tiny_encoder(in_dim: int = 12, embed_dim: int = 16) -> nn.Module:
@@ -46,6 +61,34 @@ def test_loss_equals_lightly_and_reference(temperature):
     ref = ntxent_reference(z0, z1, temperature)
     torch.testing.assert_close(ours, lightly)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.2])
+def test_decoupled_losses_equal_lightly_and_reference(temperature):
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(8, 32, generator=g), torch.randn(8, 32, generator=g)
+    dcl = SimCLR(tiny_encoder(), 16, temperature=temperature, loss="dcl").criterion(z0, z1)
+    torch.testing.assert_close(dcl, DCLLoss(temperature=temperature)(z0, z1))
+    torch.testing.assert_close(dcl, dcl_reference(z0, z1, temperature), rtol=1e-5, atol=1e-5)
+    # the positive is out of the denominator: DCL is NT-Xent minus log(1 + exp(s_pos) / sum_neg exp(s_neg)) < NT-Xent
+    assert dcl < ntxent_reference(z0, z1, temperature)
+    dclw = SimCLR(tiny_encoder(), 16, temperature=temperature, loss="dclw").criterion(z0, z1)
+    torch.testing.assert_close(dclw, DCLWLoss(temperature=temperature, sigma=0.5)(z0, z1))
+    assert not torch.isclose(dclw, dcl)
+
+
+def test_loss_from_config_and_unknown_loss():
+    from spacessl.train.loop import method_kwargs
+
+    cfg = load_config(None, ["model.method=simclr", "model.loss=dcl", "model.temperature=0.2"])
+    m = build_method("simclr", encoder=tiny_encoder(), embed_dim=16, **method_kwargs(cfg))
+    assert isinstance(m.criterion, DCLLoss) and m.loss == "dcl"
+    simsiam = load_config(None, ["model.method=simsiam", "model.loss=dcl"])  # SimCLR's option: SimSiam ignores it
+    build_method("simsiam", encoder=tiny_encoder(), embed_dim=16, **method_kwargs(simsiam))
+    with pytest.raises(SpacesslError, match="model.loss"):
+        SimCLR(tiny_encoder(), 16, loss="infonce")
+    with pytest.raises(SpacesslError, match="loss"):
+        load_config(None, ["model.loss=infonce"])
 
 
 def test_forward_wiring():
