@@ -10,7 +10,8 @@ Presets:
                     no normalisation.
     :func:`allsky`  all-sky frames: every nuisance of the camera randomised (zenith rotation, which turns the
                     airglow gradient; overall brightness, contrast and gamma), a mild crop that keeps most of the
-                    sky, flips and blur; the field of view outside the circle stays dark.
+                    sky, flips and blur; the field of view outside the circle stays dark. Sensor grain
+                    (:class:`RandomNoise`) is an option, off by default (``noise_p``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from spacessl.augment.base import (
     check_range,
     log_uniform,
     rand,
+    randn,
     uniform,
 )
 from spacessl.errors import SpacesslError
@@ -356,6 +358,37 @@ class RandomGamma(Augment):
         return x.clamp(0.0, 1.0).pow(g[:, None, None, None])
 
 
+class RandomNoise(Augment):
+    """Add sensor noise: the Gaussian approximation of shot noise (variance proportional to the signal) plus read
+    noise, of a level drawn per sample.
+
+    A pixel of intensity v in [0, 1] gets N(0, (s · sqrt((1 - read) · v + read))²) with s uniform in ``sigma``: at
+    full scale its standard deviation is s, in the dark sqrt(read) · s. A short exposure stretched to [0, 1] is
+    grainier than a long one; these views teach that the grain is not the scene. The result is clipped to [0, 1] as
+    the other intensity transforms are. Shape: (B, C, H, W) -> (B, C, H, W).
+
+    Args:
+        sigma: range of the noise standard deviation at full scale (in [0, 1] intensity units).
+        read: share of the variance at full scale that does not depend on the signal (read noise), in [0, 1].
+        p: probability that a sample gets noise.
+    """
+
+    def __init__(self, sigma: Sequence[float] = (0.0, 0.05), read: float = 0.1, p: float = 1.0) -> None:
+        self.sigma = check_range("sigma", sigma)
+        if not 0.0 <= read <= 1.0:
+            raise SpacesslError(f"read must be a variance share in [0, 1], got {read}.")
+        self.read = float(read)
+        self.p = check_probability("p", p)
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        check_batch(x, 4, "Image")
+        b = x.shape[0]
+        s = uniform((b,), *self.sigma, generator, x.device)
+        s = torch.where(bernoulli(b, self.p, generator, x.device), s, torch.zeros_like(s))[:, None, None, None]
+        std = s * ((1.0 - self.read) * x.clamp(0.0, 1.0) + self.read).sqrt()
+        return (x + std * randn(x.shape, generator, x.device).to(x.dtype)).clamp(0.0, 1.0)
+
+
 # --------------------------------------------------------------------------------------------------- presets
 
 
@@ -398,6 +431,8 @@ def allsky(
     blur_kernel_frac: float = 0.04,
     hflip_p: float = 0.5,
     vflip_p: float = 0.5,
+    noise_p: float = 0.0,
+    noise_sigma: Sequence[float] = (0.0, 0.05),
 ) -> Compose:
     """All-sky frame views: intensity jitter, zenith rotation with the field of view kept dark, mild crop, flips, blur.
 
@@ -415,12 +450,16 @@ def allsky(
         gamma: gamma range (log-uniform).
         blur_p, blur_kernel_frac: Gaussian blur probability and kernel size as a fraction of the side.
         hflip_p, vflip_p: flip probabilities.
+        noise_p, noise_sigma: probability and level range of :class:`RandomNoise` (sensor grain), added after the
+            intensity jitter; 0 (the default) leaves it out of the pipeline.
     """
+    noise = [RandomNoise(sigma=noise_sigma, p=noise_p)] if noise_p > 0 else []
     return Compose(
         [
             RandomBrightness(gain=brightness),
             RandomContrast(factor=contrast),
             RandomGamma(gamma=gamma),
+            *noise,
             RandomRotatedCrop(
                 size=size, scale=(min_scale, 1.0), ratio=ratio, degrees=rotation_degrees, fov_radius=fov_radius
             ),
@@ -437,6 +476,7 @@ __all__ = [
     "RandomGamma",
     "RandomGaussianBlur",
     "RandomHorizontalFlip",
+    "RandomNoise",
     "RandomResizedCrop",
     "RandomRotatedCrop",
     "RandomVerticalFlip",

@@ -1,4 +1,4 @@
-"""Image augmentations: field-of-view mask under rotation, flips, crops, blur, intensity jitter, presets."""
+"""Image augmentations: field-of-view mask under rotation, flips, crops, blur, intensity jitter, noise, presets."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from spacessl.augment.images import (
     RandomGamma,
     RandomGaussianBlur,
     RandomHorizontalFlip,
+    RandomNoise,
     RandomResizedCrop,
     RandomRotatedCrop,
     RandomVerticalFlip,
@@ -121,6 +122,32 @@ def test_intensity_jitter():
     assert ratio.min() >= 0.25 - 1e-5 and ratio.max() <= 0.5 + 1e-5 and ratio.std() > 0.01  # one gain per frame
     g = RandomGamma(gamma=(0.5, 2.0))(torch.tensor([0.0, 1.0]).view(1, 1, 1, 2).repeat(4, 1, 1, 1), gen())
     assert torch.all(g[..., 0] == 0) and torch.all(g[..., 1] == 1)
+
+
+def test_noise_level_follows_shot_and_read_model():
+    # flat frames at 0.2 and 0.7: the noise std is s * sqrt((1 - read) v + read), one level per frame
+    v = torch.tensor([0.2, 0.7]).view(2, 1, 1, 1).expand(2, 1, 128, 128).contiguous()
+    y = RandomNoise(sigma=(0.04, 0.04), read=0.1)(v, gen())
+    expected = 0.04 * torch.sqrt(0.9 * torch.tensor([0.2, 0.7]) + 0.1)
+    torch.testing.assert_close(y.std(dim=(1, 2, 3)), expected, rtol=0.03, atol=0)
+    torch.testing.assert_close(y.mean(dim=(1, 2, 3)), torch.tensor([0.2, 0.7]), atol=1e-3, rtol=0)
+    levels = RandomNoise(sigma=(0.0, 0.1))(torch.full((32, 1, 32, 32), 0.5), gen()).std(dim=(1, 2, 3))
+    assert levels.min() < 0.02 and levels.max() > 0.06  # drawn per frame over the range
+    x = allsky_batch()
+    assert torch.equal(RandomNoise(p=0.0)(x, gen()), x)
+    y = RandomNoise(sigma=(0.2, 0.2))(x, gen())
+    assert y.min() >= 0 and y.max() <= 1
+    with pytest.raises(SpacesslError, match="read"):
+        RandomNoise(read=1.5)
+
+
+def test_allsky_noise_is_optional_and_keeps_field_of_view_dark():
+    assert "RandomNoise" not in str(build_augment("image", "allsky"))
+    aug = build_augment("image", "allsky", noise_p=1.0, noise_sigma=(0.05, 0.1), min_scale=1.0, ratio=(1.0, 1.0),
+                        blur_p=0.0)
+    assert "RandomNoise(sigma=(0.05, 0.1), read=0.1, p=1.0)" in str(aug)
+    y = aug(allsky_batch(), gen(3))
+    assert torch.all(y[:, :, fov_mask(32, 32) == 0] == 0)
 
 
 def test_presets_and_str():
