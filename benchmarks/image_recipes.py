@@ -10,12 +10,18 @@ the default is a short check of the stretch (``v0_base48`` against ``v1_stretch4
 
 Variants ``x5``/``x6`` make the second view of each frame from another frame of the same camera at most 30 s away
 (the loop's ``data.pair_within_s``); ``x3``/``x4``/``x6`` use the space-to-depth stem (``model.encoder=resnet18_s2d``)
-at 64 px.
+at 64 px. ``y1``-``y6`` vary the stem recipe ``x3`` one option at a time: a 4 x learning rate, crops down to 35 % of
+the area, temperature 0.1, the decoupled contrastive loss (``model.loss=dcl`` / ``dclw``), sensor-noise views.
+``z1`` adds multi-crop (Caron et al. 2020): 4 local 32 px views of 10-35 % of the area beside the two global ones,
+each paired with both global views in the loss; it costs 2.3 x a step, so it gets that many fewer steps.
+``--buffer-chunks K`` draws each batch from K random chunks, as the training loop's archive stream does
+(``data.buffer_chunks``), instead of uniformly from the whole archive.
 
 Each variant trains the training loop's own components (``build_components``, ``build_optimizer``,
 ``train_step``; bf16 autocast on CUDA) in this process, without Ray or MLflow, for the number of steps at batch 64
 that a 2-core CPU manages in the quality benchmark's 20 minutes at that input size (~1,400 at 32 px, ~1,000 at
-48 px), or a multiple of it (``x4``). Batches are drawn uniformly from the whole archive (SSL uses no labels).
+48 px), or a multiple of it (``x4``). Batches are drawn uniformly from the whole archive unless ``--buffer-chunks``
+(SSL uses no labels).
 Backbone features of every frame are saved as ``DIR/<variant>.npy`` (float16) and scored on the benchmark's
 grouped split (whole camera-nights on one side) with ``feature_metrics``: weighted kNN (k=20), linear probe,
 k-means on PCA-whitened features. Where FAISS or scikit-learn are missing (a bare GPU machine), only a quick
@@ -75,7 +81,22 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     "x4_s2d64_noblur_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM, *NO_BLUR], 1400),
     "x5_temporal32_adam": (["data.input_size=32", *STRETCH, *ADAM], 1700),
     "x6_temporal_s2d64_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM], 1400),
+    "y1_s2d64_lr4_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM, "train.lr=0.008"],
+                          1400),
+    "y2_s2d64_crop035_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM,
+                               "augment.params={min_scale: 0.35}"], 1400),
+    "y3_s2d64_t01_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM,
+                           "model.temperature=0.1"], 1400),
+    "y4_s2d64_dcl_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM, "model.loss=dcl"],
+                          1400),
+    "y5_s2d64_dclw_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM, "model.loss=dclw"],
+                           1400),
+    "y6_s2d64_noise_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM,
+                             "augment.params={noise_p: 0.8}"], 1400),
+    "z1_s2d64_multicrop_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM], 610),
 }
+#: variants trained with multi-crop (Caron et al. 2020): name -> (local views, local side px, local crop area range)
+MULTICROP: dict[str, tuple[int, int, tuple[float, float]]] = {"z1_s2d64_multicrop_adam": (4, 32, (0.1, 0.35))}
 #: variants whose two views come from two frames of the same camera at most this many seconds apart
 TEMPORAL_S: dict[str, float] = {"x5_temporal32_adam": 30.0, "x6_temporal_s2d64_adam": 30.0}
 
@@ -110,7 +131,36 @@ def setup(name: str, archive, raw: np.ndarray, device: torch.device):
     return cfg, comps, x_all
 
 
-def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch.device) -> tuple[torch.Tensor, dict]:
+def local_views(augment, size: int, scale: tuple[float, float]):
+    """The global view pipeline with its rotated crop replaced by a small one: (B, C, H, W) -> (B, C, size, size)."""
+    from spacessl.augment.base import Compose
+    from spacessl.augment.images import RandomRotatedCrop
+
+    steps = [RandomRotatedCrop(size=size, scale=scale, ratio=t.ratio, degrees=t.degrees, fov_radius=t.fov_radius)
+             if isinstance(t, RandomRotatedCrop) else t for t in augment.transforms]
+    return Compose(steps)
+
+
+def multicrop_step(model, x: torch.Tensor, *, augment, local, n_local: int, generator, optimizer, scheduler) -> dict:
+    """SimCLR with multi-crop: NT-Xent between the two global views and between each global and each local view,
+    averaged over the 1 + 2 * n_local pairs."""
+    with torch.no_grad():
+        glob = [augment(x, generator=generator) for _ in range(2)]
+        loc = [local(x, generator=generator) for _ in range(n_local)]
+    zg = [model.project(v) for v in glob]
+    zl = model.project(torch.cat(loc)).chunk(n_local)  # the local views in one forward
+    pairs = [(zg[0], zg[1])] + [(g, z) for g in zg for z in zl]
+    loss = sum(model.criterion(a, b) for a, b in pairs) / len(pairs)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return {"loss": loss.detach()}
+
+
+def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch.device,
+                  buffer_chunks: int = 0) -> tuple[torch.Tensor, dict]:
     """Train one variant for ``steps`` steps; returns backbone features (N, 512) of every frame and facts."""
     cfg, comps, x_all = setup(name, archive, raw, device)
     model = comps.method.to(device)
@@ -123,13 +173,24 @@ def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch
     losses = []
     t0 = time.perf_counter()
     for s in range(steps):
-        idx = torch.randint(0, len(x_all), (cfg.train.batch_size,), generator=pick)
+        if buffer_chunks:  # as the archive stream batches: from the frames of `buffer_chunks` random chunks
+            cs = archive.chunk_size
+            group = torch.randperm(archive.num_chunks, generator=pick)[:buffer_chunks]
+            rows = torch.cat([torch.arange(c * cs, min((c + 1) * cs, len(x_all))) for c in group.tolist()])
+            idx = rows[torch.randperm(len(rows), generator=pick)[:cfg.train.batch_size]]
+        else:
+            idx = torch.randint(0, len(x_all), (cfg.train.batch_size,), generator=pick)
         x_pair = None
         if meta is not None:  # the second view from a frame of the same camera up to TEMPORAL_S seconds away
             partner = temporal_partners(meta["source"], meta["time_ns"], TEMPORAL_S[name], rng)
             x_pair = x_all[torch.as_tensor(partner)[idx].to(device)]
-        out = train_step(model.train(), x_all[idx.to(device)], augment=comps.augment, generator=gen, optimizer=opt,
-                         scheduler=sched, x_pair=x_pair)
+        if name in MULTICROP:
+            out = multicrop_step(model.train(), x_all[idx.to(device)], augment=comps.augment,
+                                 local=local_views(comps.augment, *MULTICROP[name][1:]), n_local=MULTICROP[name][0],
+                                 generator=gen, optimizer=opt, scheduler=sched)
+        else:
+            out = train_step(model.train(), x_all[idx.to(device)], augment=comps.augment, generator=gen,
+                             optimizer=opt, scheduler=sched, x_pair=x_pair)
         if s % 100 == 0 or s == steps - 1:
             losses.append(round(float(out["loss"]), 3))
     if device.type == "cuda":
@@ -198,6 +259,9 @@ def main() -> int:
                         f"{', '.join(VARIANTS)}")
     p.add_argument("--scale", type=float, default=None,
                    help="multiply every step count (default 1 on a GPU, 0.1 on a CPU)")
+    p.add_argument("--buffer-chunks", type=int, default=0,
+                   help="draw each batch from the frames of this many random chunks, as the training loop's archive "
+                        "stream does with data.buffer_chunks (default 0: uniformly from the whole archive)")
     p.add_argument("--device", default="auto")
     p.add_argument("--score-only", action="store_true", help="score features saved by an earlier run")
     p.add_argument("--supervised", action="store_true",
@@ -236,7 +300,7 @@ def main() -> int:
             feats, facts[saved[-1]] = train_supervised(name, archive, raw, steps, device, y, tr, te)
         else:
             saved.append(name)
-            feats, facts[name] = train_variant(name, archive, raw, steps, device)
+            feats, facts[name] = train_variant(name, archive, raw, steps, device, a.buffer_chunks)
         facts[saved[-1]]["quick_knn"] = round(quick_knn(feats, ty, ttr, tte), 4)
         np.save(out / f"{saved[-1]}.npy", feats.cpu().numpy().astype(np.float16))
         print(saved[-1], json.dumps(facts[saved[-1]]), flush=True)
