@@ -170,6 +170,7 @@ def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch
     pick = torch.Generator().manual_seed(0)
     meta = archive.read(0, archive.n, fields=["source", "time_ns"]).meta if name in TEMPORAL_S else None
     rng = np.random.default_rng(0)
+    local = local_views(comps.augment, *MULTICROP[name][1:]) if name in MULTICROP else None
     losses = []
     t0 = time.perf_counter()
     for s in range(steps):
@@ -184,10 +185,9 @@ def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch
         if meta is not None:  # the second view from a frame of the same camera up to TEMPORAL_S seconds away
             partner = temporal_partners(meta["source"], meta["time_ns"], TEMPORAL_S[name], rng)
             x_pair = x_all[torch.as_tensor(partner)[idx].to(device)]
-        if name in MULTICROP:
-            out = multicrop_step(model.train(), x_all[idx.to(device)], augment=comps.augment,
-                                 local=local_views(comps.augment, *MULTICROP[name][1:]), n_local=MULTICROP[name][0],
-                                 generator=gen, optimizer=opt, scheduler=sched)
+        if local is not None:
+            out = multicrop_step(model.train(), x_all[idx.to(device)], augment=comps.augment, local=local,
+                                 n_local=MULTICROP[name][0], generator=gen, optimizer=opt, scheduler=sched)
         else:
             out = train_step(model.train(), x_all[idx.to(device)], augment=comps.augment, generator=gen,
                              optimizer=opt, scheduler=sched, x_pair=x_pair)
