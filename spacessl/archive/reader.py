@@ -331,9 +331,8 @@ class Archive:
             partner = temporal_partners(source, time_ns, pair_within_s,
                                         rng if rng is not None else np.random.default_rng(0))
 
-        def gather(sel: np.ndarray, *, meta_too: bool = True
-                   ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-            keys = list(parts[0][2]) if meta_too else []
+        def gather(sel: np.ndarray, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+            """Samples, ids and the meta fields ``keys`` of the rows ``sel`` (positions over all parts)."""
             if len(parts) == 1:
                 p = parts[0]
                 return p[0][sel], p[1][sel], {k: p[2][k][sel] for k in keys}
@@ -352,10 +351,9 @@ class Archive:
             return samples, ids, meta
 
         def batch(sel: np.ndarray) -> Batch:
-            samples, ids, meta = gather(sel)
-            out = Batch(samples, ids, {k: v for k, v in meta.items() if k in wanted})
+            out = Batch(*gather(sel, wanted))
             if partner is not None:
-                out.pairs = gather(partner[sel], meta_too=False)[0]
+                out.pairs = gather(partner[sel], ())[0]
             return out
 
         if rng is None and len(parts) == 1 and partner is None:  # in order from one chunk: views, no copy
@@ -368,7 +366,7 @@ class Archive:
                 yield batch(order[b0:b0 + batch_size]), None
         if n_full < total:
             rest = order[n_full:]
-            yield (batch(rest), None) if last else (None, gather(rest))
+            yield (batch(rest), None) if last else (None, gather(rest, list(parts[0][2])))  # carry every field
 
     # ------------------------------------------------------------------------------------------- identity
 
