@@ -5,6 +5,7 @@
   (b)  the archive reader (Archive.stream over chunk shares) + Preprocess + augmentations: the training data path
   (c1) Ray Train, 1 worker, the real train_loop_per_worker (MLflow to a temporary SQLite store)
   (c2) Ray Train, 2 gloo workers, the same global batch split in two
+  (d)  the data path of (b) alone, with no model to feed: how far it could outrun the step
 
 Goals: (b)/(a) >= 0.9 (the data path never starves the model), (c1)/(a) >= 0.9 (Ray Train costs nothing per step).
 Every figure is steady state: the first ``--warmup`` steps are not timed; for (c) the rate is the mean of the
@@ -114,6 +115,7 @@ def local_rates(cfg, archive_url: str, warm: int, steps: int, device: torch.devi
                               comps.preprocess, device)  # the training loop's own data path
     rates["b"] = timed(lambda: train_step(model, next(it), augment=comps.augment, generator=gen, optimizer=opt,
                                           scheduler=None), warm, steps, batch)
+    rates["data"] = timed(lambda: next(it), warm, 10 * steps, batch)  # the same data path, no model to feed
     it.close()
     return rates
 
@@ -177,13 +179,16 @@ def main() -> int:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
             try:
                 rates["c1"] = ray_rate(cfg, url, 1, args.warmup, args.steps, tmp)
-                if (os.cpu_count() or 1) >= 2 and cfg.train.batch_size % 2 == 0:
+                gpus = ray.cluster_resources().get("GPU", 0)
+                if 0 < gpus < 2 and cfg.runtime.use_gpu != "false":
+                    print(f"(c2) skipped: {gpus:g} GPU here, and each GPU worker needs its own GPU")
+                elif (os.cpu_count() or 1) >= 2 and cfg.train.batch_size % 2 == 0:
                     rates["c2"] = ray_rate(cfg, url, 2, args.warmup, args.steps, tmp)
             finally:
                 ray.shutdown()
     names = {"a": "(a)  in-memory tensors, no augmentation", "a+aug": "(a+) in-memory tensors + augmentations",
              "b": "(b)  archive reader + preprocess + augmentations", "c1": "(c1) Ray Train, 1 worker",
-             "c2": "(c2) Ray Train, 2 workers (gloo)"}
+             "c2": "(c2) Ray Train, 2 workers (gloo)", "data": "(d)  data path alone (stream → device, no model)"}
     for key, label in names.items():
         if key in rates:
             print(f"{label:52s} {rates[key]:8.1f} samples/s   ratio to (a) {rates[key] / rates['a']:.2f}")
