@@ -20,9 +20,11 @@ model later add their lineage to the run (:func:`record_lineage`): tags ``lineag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +170,23 @@ def pip_requirements() -> list[str]:
             f"numpy=={numpy.__version__}"]
 
 
+@contextlib.contextmanager
+def cpu_prediction_device() -> Iterator[None]:
+    """Within the block MLflow's pyfunc loads models on the CPU ($MLFLOW_DEFAULT_PREDICTION_DEVICE=cpu) unless the
+    variable is already set. ``log_model`` checks the input example by loading the model through pyfunc, which on a
+    CUDA host asks for the GPU, and a ``pt2`` export holds its weights on the device it was exported from (the CPU
+    here), so without this the check fails on every GPU machine."""
+    key = "MLFLOW_DEFAULT_PREDICTION_DEVICE"
+    if os.environ.get(key):
+        yield
+        return
+    os.environ[key] = "cpu"
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
+
+
 def log_encoder(tracking_uri: str, run_id: str, encoder: nn.Module, example: torch.Tensor, *,
                 info: dict[str, Any], registered_name: str = "", alias: str = "") -> dict[str, Any]:
     """Log ``encoder`` (eval mode, CPU) as artifact ``model`` of run ``run_id`` with a signature, the input
@@ -189,7 +208,7 @@ def log_encoder(tracking_uri: str, run_id: str, encoder: nn.Module, example: tor
     signature = infer_signature(x.numpy(), y.numpy())
     kwargs = dict(name=MODEL_ARTIFACT, signature=signature, input_example=x.numpy(),
                   pip_requirements=pip_requirements(), metadata=info)
-    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+    with mlflow.start_run(run_id=run_id, log_system_metrics=False), cpu_prediction_device():
         try:
             logged = mlflow.pytorch.log_model(encoder, **kwargs)
         except Exception as exc:  # noqa: BLE001 - torch.export cannot trace it: keep the whole module instead

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,19 @@ def test_linked_evaluation_run_carries_the_model_lineage(tmp_path):
     model_tags = c.get_run(run_id).data.tags
     assert model_tags["evaluation.random.embeddings_url"] == "/data/a.emb.zarr"
     assert c.get_run(run_id).data.metrics["eval_random_ssl_knn_acc"] == 0.5
+
+
+def test_cpu_prediction_device_is_set_only_inside_and_respects_the_user(monkeypatch):
+    from mlflow.environment_variables import MLFLOW_DEFAULT_PREDICTION_DEVICE
+
+    monkeypatch.delenv("MLFLOW_DEFAULT_PREDICTION_DEVICE", raising=False)
+    with tracking.cpu_prediction_device():
+        assert MLFLOW_DEFAULT_PREDICTION_DEVICE.get() == "cpu"  # what log_model's input-example check reads
+    assert "MLFLOW_DEFAULT_PREDICTION_DEVICE" not in os.environ
+    with pytest.raises(RuntimeError), tracking.cpu_prediction_device():
+        raise RuntimeError("log_model failed")
+    assert "MLFLOW_DEFAULT_PREDICTION_DEVICE" not in os.environ
+    monkeypatch.setenv("MLFLOW_DEFAULT_PREDICTION_DEVICE", "cuda:1")
+    with tracking.cpu_prediction_device():
+        assert MLFLOW_DEFAULT_PREDICTION_DEVICE.get() == "cuda:1"
+    assert os.environ["MLFLOW_DEFAULT_PREDICTION_DEVICE"] == "cuda:1"

@@ -155,3 +155,12 @@ def test_registered_model_from_mlflow(ray_cluster, mlflow_server, tmp_path):
     local = Embedder(enc, Embedder.load("models:/tiny-embed@current", a, device="cpu",
                                         tracking_uri=mlflow_server).preprocess)(a.read(0, 48).samples)
     np.testing.assert_allclose(vectors.astype(np.float32), local, atol=2e-3)
+    # MLflow leaves a pt2 export on the device it was exported from (the CPU) whatever map_location says; an actor
+    # moves it with .to(device), which reaches every weight only if the graph reads them all as parameters or
+    # buffers and pins no op to a device
+    loaded, _ = tracking.load_encoder("models:/tiny-embed@current", tracking_uri=mlflow_server)
+    graph = loaded.graph
+    held = {name for name, _ in graph.named_parameters()} | {name for name, _ in graph.named_buffers()}
+    reads = {node.target for node in graph.graph.nodes if node.op == "get_attr"}
+    assert reads and reads <= held
+    assert not [node for node in graph.graph.nodes if "device" in node.kwargs]
