@@ -102,14 +102,15 @@ TEMPORAL_S: dict[str, float] = {"x5_temporal32_adam": 30.0, "x6_temporal_s2d64_a
 
 
 
-def grouped_split(archive) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels, train rows, test rows) of the benchmark's grouped split."""
-    from spacessl.evaluate.splits import make_split
+def grouped_split(archive) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, train rows, test rows, group ids) of the benchmark's grouped split; all (N,) or row indices."""
+    from spacessl.evaluate.splits import group_ids, grouped_split as split_rows
 
     b = archive.read(0, archive.n, fields=["label", "source", "time_ns"])
     y = b.meta["label"].astype(np.int64)
-    tr, te = make_split("grouped", y, source=np.asarray(b.meta["source"]), time_ns=b.meta["time_ns"])
-    return y, tr, te
+    groups = group_ids(np.asarray(b.meta["source"]), b.meta["time_ns"])
+    tr, te = split_rows(y, groups)
+    return y, tr, te, groups
 
 
 def quick_knn(x: torch.Tensor, y: torch.Tensor, tr: torch.Tensor, te: torch.Tensor, k: int = 20,
@@ -237,16 +238,17 @@ def train_supervised(name: str, archive, raw: np.ndarray, steps: int, device: to
                    "supervised_test_acc": round(float(np.mean(pred[te] == y[te])), 4)}
 
 
-def score(out: Path, y: np.ndarray, tr: np.ndarray, te: np.ndarray, names: list[str]) -> None:
+def score(out: Path, y: np.ndarray, tr: np.ndarray, te: np.ndarray, groups: np.ndarray,
+          names: list[str]) -> None:
     from spacessl.evaluate.metrics import feature_metrics
 
-    print(f"{'variant':<22} {'kNN':>6} {'linear':>7} {'k-means':>8}")
+    print(f"{'variant':<22} {'kNN':>6} {'linear':>7} {'k-means':>8} {'probe C':>8}")
     for name in names:
         f = out / f"{name}.npy"
         if not f.exists():
             continue
-        m = feature_metrics(np.load(f).astype(np.float32), y, tr, te)
-        print(f"{name:<22} {m.knn_acc:6.3f} {m.linear_acc:7.3f} {m.kmeans_acc:8.3f}", flush=True)
+        m = feature_metrics(np.load(f).astype(np.float32), y, tr, te, groups=groups)
+        print(f"{name:<22} {m.knn_acc:6.3f} {m.linear_acc:7.3f} {m.kmeans_acc:8.3f} {m.linear_c:8g}", flush=True)
 
 
 def main() -> int:
@@ -284,9 +286,9 @@ def main() -> int:
         print(f"writing {a.archive} (6,000 synthetic frames, 64 px, seed 0)", flush=True)
         write_aurora_archive(a.archive, n=6000, size=64, seed=0, progress=False)
     archive = open_archive(a.archive)
-    y, tr, te = grouped_split(archive)
+    y, tr, te, groups = grouped_split(archive)
     if a.score_only:
-        score(out, y, tr, te, names)
+        score(out, y, tr, te, groups, names)
         return 0
     print(f"{len(names)} variant(s) on {device}, step counts x {scale:g}", flush=True)
     raw = archive.read(0, archive.n, fields=[]).samples
@@ -306,7 +308,7 @@ def main() -> int:
         print(saved[-1], json.dumps(facts[saved[-1]]), flush=True)
     (out / ("supervised.json" if a.supervised else "screen.json")).write_text(json.dumps(facts, indent=1))
     try:
-        score(out, y, tr, te, saved)
+        score(out, y, tr, te, groups, saved)
     except ImportError as exc:
         print(f"not scored here ({exc}); run again with --score-only where FAISS and scikit-learn are installed")
     return 0

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from spacessl.evaluate.knn import DEFAULT_K, DEFAULT_TEMPERATURE
+from spacessl.evaluate.linear_probe import C_GRID, SELECT_FOLDS
 from spacessl.evaluate.metrics import KMEANS_WHITEN_DIM, METRIC_KEYS, FeatureMetrics, feature_metrics
 from spacessl.evaluate.sample import EvaluationDataError, sample_embeddings
 from spacessl.evaluate.splits import SPLITS, SplitError, group_ids, grouped_split, random_split
@@ -60,6 +61,7 @@ def evaluate_embeddings(url: str, *, split: str = "grouped", max_samples: int = 
     Returns:
         A JSON-ready dict: ``ssl``/``raw``/``random_init`` → {knn_acc, linear_acc, kmeans_acc, nmi, ari}, ``split``,
         ``n``, ``n_train``, ``n_test``, ``groups``, ``label_names``, ``confusion`` (set → metric → C×C lists),
+        ``linear_c`` (set → the linear probe's inverse L2 strength, chosen on the train rows),
         ``embeddings``, ``archive``, ``model_uri``, ``run_id``, ``settings``, ``seconds``.
     """
     from spacessl.embed.store import open_embeddings
@@ -95,11 +97,15 @@ def evaluate_embeddings(url: str, *, split: str = "grouped", max_samples: int = 
                               "groups_on_both_sides": int(leaked), "label_names": names, "confusion": {}}
     for name, x in features.items():
         say(f"scoring {name} features {x.shape}")
-        m: FeatureMetrics = feature_metrics(x, labels, train, test, k=k, temperature=temperature, seed=seed)
+        m: FeatureMetrics = feature_metrics(x, labels, train, test, k=k, temperature=temperature, seed=seed,
+                                            groups=groups if split == "grouped" else None)
         result[name] = m.scores()
+        result.setdefault("linear_c", {})[name] = m.linear_c
         result["confusion"][name] = {kind: c.tolist() for kind, c in m.confusion.items()}
     result["settings"] = {"knn_k": k, "knn_temperature": temperature, "knn_weighting": "exp(cos/T)",
-                          "linear": "StandardScaler+LogisticRegression(C=1)", "kmeans": f"spherical, k=classes, on PCA-whitened {KMEANS_WHITEN_DIM}-d",
+                          "linear": (f"StandardScaler+LogisticRegression, C from {list(C_GRID)} by {SELECT_FOLDS}-fold "
+                                     f"{'grouped ' if split == 'grouped' else ''}cross-validation on the train rows"),
+                          "kmeans": f"spherical, k=classes, on PCA-whitened {KMEANS_WHITEN_DIM}-d",
                           "test_fraction": test_fraction, "max_samples": max_samples, "seed": seed,
                           "views": emb.views}
     result["seconds"] = round(time.perf_counter() - t0, 2)
@@ -128,6 +134,10 @@ def format_table(result: dict[str, Any], *, confusion: bool = True) -> str:
     if "raw" in result and "ssl" in result:
         gain = "".join(f"{(result['ssl'][k] - result['raw'][k]) * 100:>+11.1f}p" for k in METRIC_KEYS)
         lines.append(f"{'ssl - raw':<12}{gain}")
+    chosen = result.get("linear_c") or {}
+    if chosen:
+        lines.append("linear probe C (chosen on the train rows): "
+                     + ", ".join(f"{name} {c:g}" for name, c in chosen.items()))
     conf = result.get("confusion", {}).get("ssl", {}).get("knn")
     if confusion and conf:
         names = result.get("label_names") or [str(i) for i in range(len(conf))]
@@ -149,10 +159,13 @@ def summary_json(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def metric_dict(result: dict[str, Any]) -> dict[str, float]:
-    """Flat MLflow metrics: ``eval_<split>_<set>_<metric>`` plus ``eval_<split>_n``."""
+    """Flat MLflow metrics: ``eval_<split>_<set>_<metric>``, the probe's ``eval_<split>_<set>_linear_c`` and
+    ``eval_<split>_n``."""
     split = result["split"]
     out = {f"eval_{split}_{name}_{key}": float(result[name][key])
            for name in FEATURE_SETS if name in result for key in METRIC_KEYS}
+    out.update({f"eval_{split}_{name}_linear_c": float(c) for name, c in (result.get("linear_c") or {}).items()
+                if not math.isnan(c)})
     out[f"eval_{split}_n"] = float(result["n"])
     return out
 

@@ -10,6 +10,7 @@ from PIL import Image
 from spacessl.archive import open_archive
 from spacessl.cli import main
 from spacessl.evaluate.catalog import read_catalog
+from spacessl.evaluate.linear_probe import C_GRID
 
 
 def test_evaluate_with_baselines_and_mlflow(seismic_set, tmp_path, capsys):
@@ -32,6 +33,10 @@ def test_evaluate_with_baselines_and_mlflow(seismic_set, tmp_path, capsys):
     assert out["mlflow"]["mode"] == "linked-run" and run.data.tags["spacessl.kind"] == "evaluation"
     assert run.data.metrics["eval_grouped_ssl_knn_acc"] == pytest.approx(out["ssl"]["knn_acc"])
     assert "eval_grouped_random_init_ari" in run.data.metrics
+    # the probe's C per feature set, chosen on the train rows from the grid the settings name
+    assert set(out["linear_c"]) == {"ssl", "raw", "random_init"} and set(out["linear_c"].values()) <= set(C_GRID)
+    assert "grouped cross-validation on the train rows" in out["settings"]["linear"]
+    assert run.data.metrics["eval_grouped_raw_linear_c"] == out["linear_c"]["raw"]
 
 
 def test_evaluate_logs_into_the_model_run(seismic_set, tmp_path):
