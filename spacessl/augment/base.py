@@ -121,6 +121,13 @@ def bernoulli(batch: int, p: float, generator: torch.Generator | None, device: t
     return rand((batch,), generator, device) < p
 
 
+def applied(values: Tensor, p: float, generator: torch.Generator | None, identity: float = 0.0) -> Tensor:
+    """Per-sample parameters ``values`` (B, ...) where the sample is transformed (probability ``p``, one draw per
+    sample after the values were drawn), else ``identity``, the value that leaves the sample as it is."""
+    keep = bernoulli(values.shape[0], p, generator, values.device).view(-1, *[1] * (values.dim() - 1))
+    return torch.where(keep, values, torch.full_like(values, identity))
+
+
 def check_probability(name: str, p: float) -> float:
     """Validate a probability argument."""
     if not 0.0 <= p <= 1.0:

@@ -26,6 +26,7 @@ from torch import Tensor
 from spacessl.augment.base import (
     Augment,
     Compose,
+    applied,
     bernoulli,
     check_batch,
     check_probability,
@@ -161,7 +162,7 @@ class RandomZenithRotation(Augment):
     def theta(self, b: int, h: int, w: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
         """(B, 2, 3) affine maps from output to input coordinates (``affine_grid`` convention)."""
         angle = torch.deg2rad(uniform((b,), *self.degrees, generator, device))  # (B,) rad
-        angle = torch.where(bernoulli(b, self.p, generator, device), angle, torch.zeros_like(angle))
+        angle = applied(angle, self.p, generator)
         cos, sin = torch.cos(angle), torch.sin(angle)
         theta = torch.zeros(b, 2, 3, device=device)
         theta[:, 0, 0] = cos
@@ -314,7 +315,7 @@ class RandomBrightness(Augment):
         check_batch(x, 4, "Image")
         b = x.shape[0]
         g = log_uniform((b,), *self.gain, generator, x.device)
-        g = torch.where(bernoulli(b, self.p, generator, x.device), g, torch.ones_like(g))
+        g = applied(g, self.p, generator, 1.0)
         return (x * g[:, None, None, None]).clamp_(0.0, 1.0)
 
 
@@ -334,7 +335,7 @@ class RandomContrast(Augment):
         check_batch(x, 4, "Image")
         b = x.shape[0]
         f = uniform((b,), *self.factor, generator, x.device)
-        f = torch.where(bernoulli(b, self.p, generator, x.device), f, torch.ones_like(f))[:, None, None, None]
+        f = applied(f, self.p, generator, 1.0)[:, None, None, None]
         mean = x.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
         return (mean + f * (x - mean)).clamp_(0.0, 1.0)
 
@@ -354,7 +355,7 @@ class RandomGamma(Augment):
         check_batch(x, 4, "Image")
         b = x.shape[0]
         g = log_uniform((b,), *self.gamma, generator, x.device)
-        g = torch.where(bernoulli(b, self.p, generator, x.device), g, torch.ones_like(g))
+        g = applied(g, self.p, generator, 1.0)
         return x.clamp(0.0, 1.0).pow(g[:, None, None, None])
 
 
@@ -384,7 +385,7 @@ class RandomNoise(Augment):
         check_batch(x, 4, "Image")
         b = x.shape[0]
         s = uniform((b,), *self.sigma, generator, x.device)
-        s = torch.where(bernoulli(b, self.p, generator, x.device), s, torch.zeros_like(s))[:, None, None, None]
+        s = applied(s, self.p, generator)[:, None, None, None]
         std = s * ((1.0 - self.read) * x.clamp(0.0, 1.0) + self.read).sqrt()
         return (x + std * randn(x.shape, generator, x.device).to(x.dtype)).clamp(0.0, 1.0)
 

@@ -20,6 +20,7 @@ from torch import Tensor
 from spacessl.augment.base import (
     Augment,
     Compose,
+    applied,
     bernoulli,
     check_batch,
     check_probability,
@@ -168,7 +169,7 @@ class RandomAmplitudeScale(Augment):
         dev = x.device
         u = uniform((b, 1), *self.log10_range, generator, dev)  # (B, 1)
         v = uniform((b, c), *self.channel_log10_range, generator, dev)  # (B, C)
-        e = torch.where(bernoulli(b, self.p, generator, dev)[:, None], u + v, torch.zeros_like(v))
+        e = applied(u + v, self.p, generator)
         return x * torch.pow(10.0, e)[:, :, None]
 
 
@@ -198,7 +199,7 @@ class RandomTimeShift(Augment):
         dev = x.device
         m = self.max_shift * t
         shift = torch.round(uniform((b,), -m, m, generator, dev)).long()  # (B,) samples, > 0 = later
-        shift = torch.where(bernoulli(b, self.p, generator, dev), shift, torch.zeros_like(shift))
+        shift = applied(shift, self.p, generator)
         src = torch.arange(t, device=dev)[None, :] - shift[:, None]  # (B, T) source index of each output sample
         if self.mode == "roll":
             return torch.gather(x, 2, (src % t)[:, None, :].expand(b, c, t))
