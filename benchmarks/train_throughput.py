@@ -13,6 +13,7 @@ per-window ``samples_per_s`` the loop logs, without the first window.
 
     python benchmarks/train_throughput.py                       # synthetic 64 px frames, configs/demo_aurora.yaml
     python benchmarks/train_throughput.py --config configs/demo_seismic.yaml --archive seismic.zarr
+    python benchmarks/train_throughput.py --set runtime.reader_processes=2    # (b), (c), (d) read in 2 processes
 """
 
 from __future__ import annotations
@@ -76,9 +77,34 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
+def data_path(cfg, archive, preprocess, batch: int, device: torch.device):
+    """The training loop's data path as the config sets it, endless: threads of this process
+    (``runtime.reader_processes: 0``) or loader processes; batches (B, ...) preprocessed on ``device``."""
+    from spacessl.train import data as tdata
+    from spacessl.train.loader import EpochWork, ProcessBatches
+
+    pool = list(range(archive.num_chunks))
+
+    def plan(epoch: int):
+        return tdata.plan_epoch(archive, pool, world_size=1, rank=0, epoch=epoch, seed=0, local_batch=batch)
+
+    if not cfg.runtime.reader_processes:
+        forever = dataclasses.replace(plan(0), steps=10**9)  # cycle the archive for as long as needed
+        yield from tdata.device_batches(tdata.epoch_batches(archive, forever, local_batch=batch, seed=0,
+                                                            prefetch=cfg.data.prefetch,
+                                                            buffer_chunks=cfg.data.buffer_chunks),
+                                        preprocess, device)
+        return
+    work = [EpochWork(e, plan(e), seed=e) for e in range(10_000)]
+    with ProcessBatches(archive.url, work, local_batch=batch, preprocess=preprocess, device=device,
+                        processes=cfg.runtime.reader_processes, prefetch=cfg.data.prefetch,
+                        buffer_chunks=cfg.data.buffer_chunks) as loader:
+        for w in work:
+            yield from loader.epoch(w.epoch)
+
+
 def local_rates(cfg, archive_url: str, warm: int, steps: int, device: torch.device) -> dict[str, float]:
     from spacessl.archive import open_archive
-    from spacessl.train import data as tdata
     from spacessl.train.loop import build_components, build_optimizer, train_step
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -107,12 +133,7 @@ def local_rates(cfg, archive_url: str, warm: int, steps: int, device: torch.devi
                                           scheduler=None), warm, steps, batch)
     rates["a+aug"] = timed(lambda: train_step(model, next_mem(), augment=comps.augment, generator=gen,
                                               optimizer=opt, scheduler=None), warm, steps, batch)
-    pool = list(range(archive.num_chunks))
-    plan = tdata.plan_epoch(archive, pool, world_size=1, rank=0, epoch=0, seed=0, local_batch=batch)
-    plan = dataclasses.replace(plan, steps=10**9)  # cycle the archive for as long as needed
-    it = tdata.device_batches(tdata.epoch_batches(archive, plan, local_batch=batch, seed=0,
-                                                  prefetch=cfg.data.prefetch, buffer_chunks=cfg.data.buffer_chunks),
-                              comps.preprocess, device)  # the training loop's own data path
+    it = data_path(cfg, archive, comps.preprocess, batch, device)  # the training loop's own data path
     rates["b"] = timed(lambda: train_step(model, next(it), augment=comps.augment, generator=gen, optimizer=opt,
                                           scheduler=None), warm, steps, batch)
     rates["data"] = timed(lambda: next(it), warm, 10 * steps, batch)  # the same data path, no model to feed
@@ -170,6 +191,8 @@ def main() -> int:
         url = args.archive or synthetic_archive(tmp / "bench.zarr", cfg, args.n)
         print(f"config {args.config}: {cfg.model.method} {cfg.model.encoder}, global batch {cfg.train.batch_size}, "
               f"input {cfg.data.input_size or 'archive size'}; archive {url}")
+        print("data path: " + (f"{cfg.runtime.reader_processes} loader process(es) per worker"
+                               if cfg.runtime.reader_processes else "threads of the training process"))
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
               f"torch {torch.__version__}, {device_name(device)}, load average at start {os.getloadavg()[0]:.1f}")
         rates = local_rates(cfg, url, args.warmup, args.steps, device)

@@ -111,6 +111,10 @@ class RuntimeConfig(_Section):
     output_dir: str = "out"
     torch_threads: int | None = None  #: intra-op threads per worker; None = max(1, round(cpus_per_worker))
     checkpoints_to_keep: int | None = Field(3, ge=1)  #: newest epoch checkpoints kept; None keeps all
+    #: 0: each training worker reads and preprocesses in threads of its own process; N >= 1: in N loader processes
+    #: that hand finished batches over in shared memory (spacessl.train.loader), so that a short, Python-bound GPU
+    #: step (1-D ResNet on windows) does not share the interpreter lock with the reader
+    reader_processes: int = Field(0, ge=0)
 
 
 class EmbedConfig(_Section):

@@ -279,7 +279,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     r0 = None
     summary: dict[str, Any] = {"start_epoch": start_epoch, "steps_per_epoch": steps, "world_size": world,
-                               "knn_k": cfg.train.knn_k, "epochs": []}
+                               "knn_k": cfg.train.knn_k, "reader_processes": cfg.runtime.reader_processes,
+                               "epochs": []}
     if rank == 0:
         r0 = _Rank0(cfg, archive, comps, config.get("tracking_uri", ""), config.get("mlflow_run_id", ""),
                     holdout, pool, device)
@@ -297,62 +298,88 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                      f"raw input {base['knn_acc_pixels']:.3f}")
         _say(f"training {cfg.train.epochs - start_epoch} epoch(s) from epoch {start_epoch}: {steps} steps of "
              f"{cfg.train.batch_size} ({world} worker(s) × {local_batch}) per epoch, lr "
-             f"{scaled_lr(cfg.train.lr, cfg.train.batch_size):.4g} on {device.type}")
+             f"{scaled_lr(cfg.train.lr, cfg.train.batch_size):.4g} on {device.type}"
+             + (f", read by {cfg.runtime.reader_processes} loader process(es) per worker"
+                if cfg.runtime.reader_processes else ""))
 
     generator = torch.Generator(device=device)
-    for epoch in range(start_epoch, cfg.train.epochs):
-        generator.manual_seed(seed * 1_000_003 + epoch * 9973 + rank)
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        std_sum, std_n = 0.0, 0
-        t_epoch = t_win = time.perf_counter()
-        win_steps = 0
-        batches = tdata.epoch_batches(archive, dataclasses.replace(plans[epoch], steps=steps),
-                                      local_batch=local_batch, seed=seed * 7919 + epoch * world + rank,
-                                      prefetch=cfg.data.prefetch, buffer_chunks=cfg.data.buffer_chunks,
-                                      pair_within_s=cfg.data.pair_within_s)
-        paired = cfg.data.pair_within_s > 0
-        for item in tdata.device_batches(batches, comps.preprocess, device, pairs=paired):
-            x, x_pair = item if paired else (item, None)
-            out = train_step(model, x, augment=comps.augment, generator=generator, optimizer=optimizer,
-                             scheduler=scheduler, x_pair=x_pair)
-            loss_sum += out["loss"].float()
-            global_step += 1
-            win_steps += 1
-            if rank == 0 and (global_step % cfg.train.log_every_steps == 0):
-                now = time.perf_counter()
-                std_sum, std_n = std_sum + embedding_std(out["z"]), std_n + 1
-                r0.mlflow(monitor_log, {"loss": float(out["loss"]), "lr": scheduler.get_last_lr()[0],
-                                        "samples_per_s": win_steps * cfg.train.batch_size / (now - t_win)},
-                          global_step)
-                if (global_step - epoch * steps) % max(1, steps // 4) < cfg.train.log_every_steps:
-                    _say(f"epoch {epoch} step {global_step - epoch * steps}/{steps}: loss {float(out['loss']):.4f}, "
-                         f"{win_steps * cfg.train.batch_size / (now - t_win):.1f} samples/s")
-                t_win, win_steps = now, 0
-        train_s = time.perf_counter() - t_epoch
-        if rank == 0 and std_n == 0:
-            std_sum, std_n = embedding_std(out["z"]), 1
-        epoch_loss = _all_mean(float(loss_sum) / steps, device)
-        metrics: dict[str, Any] = {"epoch": epoch, "global_step": global_step, "epoch_loss": epoch_loss,
-                                   "start_epoch": start_epoch, "epoch_time_s": train_s,
-                                   "epoch_samples_per_s": steps * cfg.train.batch_size / train_s}
-        if rank == 0:
-            std = std_sum / std_n
-            # SpaceSSL's collapse level max(0, 1 - sqrt(P)·std), from the epoch's mean std of normalised z
-            metrics.update(embedding_std=std, collapse=max(0.0, 1.0 - std * math.sqrt(out["z"].shape[1])))
-            if r0.knn:
-                metrics["knn_acc"] = r0.knn_accuracy(method.encoder)
-            r0.mlflow(monitor_log, {k: v for k, v in metrics.items() if k not in ("epoch", "global_step")}, epoch)
-            summary["epochs"].append({k: v for k, v in metrics.items()})
-            knn_text = f", kNN accuracy {metrics['knn_acc']:.3f}" if "knn_acc" in metrics else ""
-            _say(f"epoch {epoch} done in {train_s:.0f} s: loss {epoch_loss:.4f}, collapse {metrics['collapse']:.3f}"
-                 f"{knn_text}")
-            with tempfile.TemporaryDirectory(prefix="spacessl-ckpt-") as tmp:
-                ckpt_io.save_checkpoint(tmp, method=method, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
-                                        global_step=global_step, info={**comps.info, "config": config["config"]})
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(metrics, checkpoint=None)
+    paired = cfg.data.pair_within_s > 0
+
+    def stream_seed(epoch: int) -> int:
+        """The shuffle seed of this worker's stream in ``epoch``."""
+        return seed * 7919 + epoch * world + rank
+
+    loader = None
+    if cfg.runtime.reader_processes:
+        from spacessl.train.loader import EpochWork, ProcessBatches
+
+        work = [EpochWork(e, dataclasses.replace(plans[e], steps=steps), stream_seed(e))
+                for e in range(start_epoch, cfg.train.epochs)]
+        loader = ProcessBatches(archive.url, work, local_batch=local_batch, preprocess=comps.preprocess,
+                                device=device, processes=cfg.runtime.reader_processes,
+                                prefetch=cfg.data.prefetch, buffer_chunks=cfg.data.buffer_chunks,
+                                pair_within_s=cfg.data.pair_within_s, storage_options=archive.storage_options)
+    try:
+        for epoch in range(start_epoch, cfg.train.epochs):
+            generator.manual_seed(seed * 1_000_003 + epoch * 9973 + rank)
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            std_sum, std_n = 0.0, 0
+            t_epoch = t_win = time.perf_counter()
+            win_steps = 0
+            if loader is not None:
+                items = loader.epoch(epoch)
+            else:
+                batches = tdata.epoch_batches(archive, dataclasses.replace(plans[epoch], steps=steps),
+                                              local_batch=local_batch, seed=stream_seed(epoch),
+                                              prefetch=cfg.data.prefetch, buffer_chunks=cfg.data.buffer_chunks,
+                                              pair_within_s=cfg.data.pair_within_s)
+                items = tdata.device_batches(batches, comps.preprocess, device, pairs=paired)
+            for item in items:
+                x, x_pair = item if paired else (item, None)
+                out = train_step(model, x, augment=comps.augment, generator=generator, optimizer=optimizer,
+                                 scheduler=scheduler, x_pair=x_pair)
+                loss_sum += out["loss"].float()
+                global_step += 1
+                win_steps += 1
+                if rank == 0 and (global_step % cfg.train.log_every_steps == 0):
+                    now = time.perf_counter()
+                    std_sum, std_n = std_sum + embedding_std(out["z"]), std_n + 1
+                    r0.mlflow(monitor_log, {"loss": float(out["loss"]), "lr": scheduler.get_last_lr()[0],
+                                            "samples_per_s": win_steps * cfg.train.batch_size / (now - t_win)},
+                              global_step)
+                    if (global_step - epoch * steps) % max(1, steps // 4) < cfg.train.log_every_steps:
+                        _say(f"epoch {epoch} step {global_step - epoch * steps}/{steps}: "
+                             f"loss {float(out['loss']):.4f}, "
+                             f"{win_steps * cfg.train.batch_size / (now - t_win):.1f} samples/s")
+                    t_win, win_steps = now, 0
+            train_s = time.perf_counter() - t_epoch
+            if rank == 0 and std_n == 0:
+                std_sum, std_n = embedding_std(out["z"]), 1
+            epoch_loss = _all_mean(float(loss_sum) / steps, device)
+            metrics: dict[str, Any] = {"epoch": epoch, "global_step": global_step, "epoch_loss": epoch_loss,
+                                       "start_epoch": start_epoch, "epoch_time_s": train_s,
+                                       "epoch_samples_per_s": steps * cfg.train.batch_size / train_s}
+            if rank == 0:
+                std = std_sum / std_n
+                # SpaceSSL's collapse level max(0, 1 - sqrt(P)·std), from the epoch's mean std of normalised z
+                metrics.update(embedding_std=std, collapse=max(0.0, 1.0 - std * math.sqrt(out["z"].shape[1])))
+                if r0.knn:
+                    metrics["knn_acc"] = r0.knn_accuracy(method.encoder)
+                r0.mlflow(monitor_log, {k: v for k, v in metrics.items() if k not in ("epoch", "global_step")}, epoch)
+                summary["epochs"].append({k: v for k, v in metrics.items()})
+                knn_text = f", kNN accuracy {metrics['knn_acc']:.3f}" if "knn_acc" in metrics else ""
+                _say(f"epoch {epoch} done in {train_s:.0f} s: loss {epoch_loss:.4f}, collapse {metrics['collapse']:.3f}"
+                     f"{knn_text}")
+                with tempfile.TemporaryDirectory(prefix="spacessl-ckpt-") as tmp:
+                    ckpt_io.save_checkpoint(tmp, method=method, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
+                                            global_step=global_step, info={**comps.info, "config": config["config"]})
+                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            else:
+                ray.train.report(metrics, checkpoint=None)
+    finally:
+        if loader is not None:
+            loader.close()
     return summary if rank == 0 else {}
 
 

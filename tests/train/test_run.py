@@ -120,7 +120,9 @@ def test_killed_run_resumes_from_last_epoch(ray_cluster, tiny_archive, tmp_path)
     last_epoch = snapshot["latest_checkpoint_result"]["metrics"]["epoch"]
     assert last_epoch < epochs - 1, "the run finished before it could be killed; make the epochs longer"
 
-    result = train(cfg, resume=True)
+    # resumed with loader processes (a runtime choice, free to change on resume) reading the remaining epochs
+    result = train(tiny_config(tiny_archive, tmp_path, *overrides, "runtime.reader_processes=1"), resume=True)
+    assert result.summary["reader_processes"] == 1
     assert result.summary["start_epoch"] == last_epoch + 1  # continued after the last finished epoch
     assert [e["epoch"] for e in result.summary["epochs"]] == list(range(last_epoch + 1, epochs))
     assert result.metrics["epoch"] == epochs - 1 and result.metrics["global_step"] == epochs * 4

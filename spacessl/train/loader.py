@@ -1,0 +1,181 @@
+"""Training batches read and preprocessed in separate processes, handed over in shared memory.
+
+The default data path (:func:`spacessl.train.data.device_batches`) reads, gathers and preprocesses in threads of
+the training process. That is enough when a step is long (a ResNet-18 on 256 px frames), but a short step (a 1-D
+ResNet on windows, a few ms on a GPU) is itself Python-bound, launching kernels, and the reader's Python work
+(zarr's chunk assembly, the shuffle gather, the stream's bookkeeping) then waits for the same interpreter lock:
+``benchmarks/data_contention.py`` measures the data path falling to a fifth of its rate beside a busy Python thread.
+
+With ``runtime.reader_processes = N`` (N >= 1) the worker instead starts N loader processes (PyTorch's
+``DataLoader`` over an ``IterableDataset``, started by ``forkserver`` so that neither CUDA nor the threads of
+Ray and zarr are forked). Each opens the archive itself and, every epoch, reads its part of this worker's chunks::
+
+    process p of N reads  plan.chunks[p::N]  and makes  quota[p]  batches      (sum of quotas = plan.steps)
+
+preprocesses them (:class:`~spacessl.augment.preprocess.Preprocess`, on the CPU) and passes each finished tensor
+through shared memory; the training process only pins it (on CUDA) and copies it to the device. Quotas follow the
+rows each process holds (:func:`process_quotas`), and processes with fewer batches in an epoch pad it with empty
+markers so that PyTorch's round-robin keeps every epoch's batches together. With one process the batches are
+exactly those of the threaded path (same chunks, same shuffle seed). The processes run inside the worker's Ray
+resources: on a GPU node give each worker ``runtime.cpus_per_worker`` of at least ``1 + N``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from spacessl.archive import open_archive
+from spacessl.train import data as tdata
+
+#: how the loader processes start: a fork server, so that the training process's CUDA context and its threads
+#: (Ray's, zarr's event loop) are never forked
+START_METHOD = "forkserver"
+
+
+def process_quotas(rows: Sequence[int], steps: int, local_batch: int) -> list[int]:
+    """Batches each loader process makes in an epoch of ``steps`` batches.
+
+    Args:
+        rows: (N,) rows each process holds this epoch.
+        steps: batches the epoch needs (every process together).
+        local_batch: samples per batch.
+    Returns:
+        (N,) quotas summing to ``steps``: each process first gets the whole batches its rows fill
+        (``rows // local_batch``), trimmed from the largest quota down when that exceeds ``steps`` (a
+        ``max_steps_per_epoch`` cap); a shortfall (remainders that only fill batches together) goes to the
+        processes with the most rows left over, which re-read a few of their rows as the threaded path does.
+    """
+    quotas = [r // local_batch for r in rows]
+    while sum(quotas) > steps:
+        quotas[max(range(len(quotas)), key=lambda i: quotas[i])] -= 1
+    deficit = steps - sum(quotas)
+    if deficit > 0:
+        holders = sorted((i for i, r in enumerate(rows) if r > 0),
+                         key=lambda i: rows[i] - quotas[i] * local_batch, reverse=True)
+        if not holders:
+            raise ValueError(f"{steps} batches asked of processes that hold no rows")
+        rounds, extra = divmod(deficit, len(holders))
+        for j, i in enumerate(holders):
+            quotas[i] += rounds + (j < extra)
+    return quotas
+
+
+@dataclass(frozen=True)
+class EpochWork:
+    """One epoch of one training worker: its plan (chunks, steps) and the shuffle seed of its stream."""
+
+    epoch: int
+    plan: tdata.EpochPlan
+    seed: int
+
+
+class PlannedEpochs(IterableDataset):
+    """The batches of several epochs, as made inside one loader process (PyTorch's ``get_worker_info`` says which).
+
+    Yields ``(epoch, x)``, with ``pairs`` ``(epoch, x, x_partner)``, x float32 (B, *input_shape) from
+    ``preprocess``; and ``(epoch,)`` markers that pad this process's epoch to the longest quota (dropped by the
+    consumer). Args as :func:`spacessl.train.data.epoch_batches`, plus the archive URL (each process opens it).
+    """
+
+    def __init__(self, url: str, work: Sequence[EpochWork], *, local_batch: int, preprocess: Any,
+                 prefetch: int = 2, buffer_chunks: int = 2, pair_within_s: float = 0.0,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.url, self.work, self.local_batch, self.preprocess = url, list(work), local_batch, preprocess
+        self.prefetch, self.buffer_chunks, self.pair_within_s = prefetch, buffer_chunks, pair_within_s
+        self.storage_options = storage_options
+
+    def __iter__(self) -> Iterator[tuple]:
+        info = get_worker_info()
+        me, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        archive = open_archive(self.url, storage_options=self.storage_options)
+        for w in self.work:
+            shares = [w.plan.chunks[p::n] for p in range(n)]
+            quotas = process_quotas([tdata.rows_in(archive, s) for s in shares], w.plan.steps, self.local_batch)
+            mine = tdata.EpochPlan(chunks=shares[me], steps=quotas[me], rows_per_worker=w.plan.rows_per_worker)
+            if mine.steps:
+                # process 0's stream has the threaded path's seed, so one process reproduces it batch for batch
+                seed = w.seed + 7_368_787 * me
+                batches = tdata.epoch_batches(archive, mine, local_batch=self.local_batch, seed=seed,
+                                              prefetch=self.prefetch, buffer_chunks=self.buffer_chunks,
+                                              pair_within_s=self.pair_within_s)
+                for batch in batches:
+                    x = self.preprocess(batch.samples)
+                    if self.pair_within_s > 0:
+                        yield (w.epoch, x, self.preprocess(batch.pairs))
+                    else:
+                        yield (w.epoch, x)
+            for _ in range(max(quotas) - mine.steps):
+                yield (w.epoch,)
+
+
+class ProcessBatches:
+    """Preprocessed batches on ``device`` for a run of epochs, read by ``processes`` loader processes.
+
+    ``epoch(e)`` yields exactly ``work[e].plan.steps`` items in order: x (B, ...) float32 on ``device``, or with
+    ``pair_within_s`` > 0 ``(x, x_partner)``. Epochs must be taken in the order of ``work`` (what is left of an
+    epoch whose consumer stopped early is skipped by the next one); the processes run ahead
+    across epoch ends by up to ``depth`` batches each. An error in a process (a damaged chunk, a vanished archive) is
+    raised by ``epoch``'s iterator with the process's traceback; ``close`` stops the processes (also on garbage
+    collection).
+    """
+
+    def __init__(self, url: str, work: Sequence[EpochWork], *, local_batch: int, preprocess: Any,
+                 device: torch.device, processes: int = 1, depth: int = 2, prefetch: int = 2,
+                 buffer_chunks: int = 2, pair_within_s: float = 0.0,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        self.work = {w.epoch: w for w in work}
+        self.device, self.pairs = device, pair_within_s > 0
+        self.pin = device.type == "cuda"
+        dataset = PlannedEpochs(url, work, local_batch=local_batch, preprocess=preprocess, prefetch=prefetch,
+                                buffer_chunks=buffer_chunks, pair_within_s=pair_within_s,
+                                storage_options=storage_options)
+        self._loader = DataLoader(dataset, batch_size=None, num_workers=processes, prefetch_factor=max(1, depth),
+                                  pin_memory=self.pin, multiprocessing_context=START_METHOD)
+        self._it: Iterator | None = None
+
+    def epoch(self, epoch: int) -> Iterator[torch.Tensor] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of ``epoch`` on the device (see the class docstring)."""
+        if epoch not in self.work:
+            raise ValueError(f"epoch {epoch} is not one of this loader's epochs {sorted(self.work)}")
+        if self._it is None:
+            self._it = iter(self._loader)
+        need = self.work[epoch].plan.steps
+        got = 0
+        while got < need:
+            item = next(self._it, None)
+            if item is None:
+                raise RuntimeError(f"the loader processes ended before epoch {epoch} was complete "
+                                   f"({got} of {need} batches); were the epochs taken out of order?")
+            if int(item[0]) < epoch or len(item) == 1:
+                continue  # the rest of an epoch its consumer left early, or a process's padding
+            if int(item[0]) > epoch:
+                raise RuntimeError(f"the loader processes are at epoch {int(item[0])}, past {epoch}: epochs must be "
+                                   "taken in order")
+            got += 1
+            x = item[1].to(self.device, non_blocking=self.pin)
+            if self.pairs:
+                yield x, item[2].to(self.device, non_blocking=self.pin)
+            else:
+                yield x
+
+    def close(self) -> None:
+        """Stop the loader processes (idempotent)."""
+        it, self._it = self._it, None
+        if it is not None:
+            shutdown = getattr(it, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+
+    def __enter__(self) -> ProcessBatches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
