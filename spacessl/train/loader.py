@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from spacessl.archive import open_archive
+from spacessl.archive import Archive, open_archive
+from spacessl.errors import ConfigError
 from spacessl.train import data as tdata
 
 #: how the loader processes start: a fork server, so that the training process's CUDA context and its threads
@@ -48,21 +49,36 @@ def process_quotas(rows: Sequence[int], steps: int, local_batch: int) -> list[in
         (N,) quotas summing to ``steps``: each process first gets the whole batches its rows fill
         (``rows // local_batch``), trimmed from the largest quota down when that exceeds ``steps`` (a
         ``max_steps_per_epoch`` cap); a shortfall (remainders that only fill batches together) goes to the
-        processes with the most rows left over, which re-read a few of their rows as the threaded path does.
+        processes with the most rows left over among those holding a whole batch, which re-read a few of their rows
+        as the threaded path does.
+    Raises:
+        ConfigError: a shortfall and no process holding a whole batch.
     """
     quotas = [r // local_batch for r in rows]
     while sum(quotas) > steps:
         quotas[max(range(len(quotas)), key=lambda i: quotas[i])] -= 1
     deficit = steps - sum(quotas)
     if deficit > 0:
-        holders = sorted((i for i, r in enumerate(rows) if r > 0),
+        holders = sorted((i for i, r in enumerate(rows) if r >= local_batch),
                          key=lambda i: rows[i] - quotas[i] * local_batch, reverse=True)
         if not holders:
-            raise ValueError(f"{steps} batches asked of processes that hold no rows")
+            raise ConfigError(
+                f"runtime.reader_processes={len(rows)} splits this worker's chunks so finely that no loader process "
+                f"holds a whole batch of {local_batch} (rows per process: {list(rows)}); lower "
+                "runtime.reader_processes or train.batch_size, or write the archive with a larger chunk_size")
         rounds, extra = divmod(deficit, len(holders))
         for j, i in enumerate(holders):
             quotas[i] += rounds + (j < extra)
     return quotas
+
+
+def split_epoch(archive: Archive, plan: tdata.EpochPlan, processes: int, local_batch: int) -> list[tdata.EpochPlan]:
+    """One worker's epoch split over its loader processes: process p reads ``plan.chunks[p::processes]`` and makes
+    its :func:`process_quotas` share of ``plan.steps`` (ConfigError when none can)."""
+    shares = [plan.chunks[p::processes] for p in range(processes)]
+    quotas = process_quotas([tdata.rows_in(archive, c) for c in shares], plan.steps, local_batch)
+    return [tdata.EpochPlan(chunks=c, steps=q, rows_per_worker=plan.rows_per_worker)
+            for c, q in zip(shares, quotas, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -95,9 +111,8 @@ class PlannedEpochs(IterableDataset):
         me, n = (info.id, info.num_workers) if info is not None else (0, 1)
         archive = open_archive(self.url, storage_options=self.storage_options)
         for w in self.work:
-            shares = [w.plan.chunks[p::n] for p in range(n)]
-            quotas = process_quotas([tdata.rows_in(archive, s) for s in shares], w.plan.steps, self.local_batch)
-            mine = tdata.EpochPlan(chunks=shares[me], steps=quotas[me], rows_per_worker=w.plan.rows_per_worker)
+            parts = split_epoch(archive, w.plan, n, self.local_batch)
+            mine = parts[me]
             if mine.steps:
                 # process 0's stream has the threaded path's seed, so one process reproduces it batch for batch
                 seed = w.seed + 7_368_787 * me
@@ -110,7 +125,7 @@ class PlannedEpochs(IterableDataset):
                         yield (w.epoch, x, self.preprocess(batch.pairs))
                     else:
                         yield (w.epoch, x)
-            for _ in range(max(quotas) - mine.steps):
+            for _ in range(max(p.steps for p in parts) - mine.steps):
                 yield (w.epoch,)
 
 
@@ -131,6 +146,10 @@ class ProcessBatches:
                  storage_options: dict[str, Any] | None = None) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
+        if processes > 1:  # every epoch's split must be possible; found here, not in a process mid-run
+            archive = open_archive(url, storage_options=storage_options)
+            for w in work:
+                split_epoch(archive, w.plan, processes, local_batch)
         self.work = {w.epoch: w for w in work}
         self.device, self.pairs = device, pair_within_s > 0
         self.pin = device.type == "cuda"

@@ -34,10 +34,20 @@ def _work(archive, epochs, batch=16, max_steps=None):
     ([40, 40], 5, 16, [3, 2]),  # remainders that fill a batch only together: one process re-reads a few rows
     ([32, 0], 2, 16, [2, 0]),  # a process without rows makes nothing
     ([32, 0], 7, 16, [7, 0]),  # ... even when the others must re-read their rows
+    ([40, 8], 3, 16, [3, 0]),  # nor does one with less than a batch
 ])
 def test_quotas_sum_to_the_epoch(rows, steps, batch, expected):
     quotas = process_quotas(rows, steps, batch)
     assert quotas == expected and sum(quotas) == steps
+
+
+def test_a_split_without_a_whole_batch_is_refused(archive):
+    from spacessl.errors import ConfigError
+
+    [w] = _work(archive, [0], batch=64)  # 200 rows: 3 batches of 64; 7 chunks over 7 processes: 32 rows each
+    with pytest.raises(ConfigError, match="runtime.reader_processes=7 .* lower runtime.reader_processes"):
+        ProcessBatches(archive.url, [w], local_batch=64, preprocess=Preprocess.for_archive(archive), device=CPU,
+                       processes=7)
 
 
 def test_one_process_reproduces_the_threaded_batches(archive):
