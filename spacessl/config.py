@@ -111,10 +111,10 @@ class RuntimeConfig(_Section):
     output_dir: str = "out"
     torch_threads: int | None = None  #: intra-op threads per worker; None = max(1, round(cpus_per_worker))
     checkpoints_to_keep: int | None = Field(3, ge=1)  #: newest epoch checkpoints kept; None keeps all
-    #: 0: each training worker reads and preprocesses in threads of its own process; N >= 1: in N loader processes
-    #: that hand finished batches over in shared memory (spacessl.train.loader), so that a short, Python-bound GPU
-    #: step (1-D ResNet on windows) does not share the interpreter lock with the reader
-    reader_processes: int = Field(0, ge=0)
+    #: N >= 1: each training worker's batches are read and preprocessed in N loader processes that hand them over
+    #: in shared memory (spacessl.train.loader), so that the step's thread never waits on the reader for the
+    #: interpreter lock (one process gives exactly the batches of 0); 0: in threads of the worker's own process
+    reader_processes: int = Field(1, ge=0)
 
 
 class EmbedConfig(_Section):

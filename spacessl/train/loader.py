@@ -1,12 +1,12 @@
 """Training batches read and preprocessed in separate processes, handed over in shared memory.
 
-The default data path (:func:`spacessl.train.data.device_batches`) reads, gathers and preprocesses in threads of
-the training process. That is enough when a step is long (a ResNet-18 on 256 px frames), but a short step (a 1-D
-ResNet on windows, a few ms on a GPU) is itself Python-bound, launching kernels, and the reader's Python work
-(zarr's chunk assembly, the shuffle gather, the stream's bookkeeping) then waits for the same interpreter lock:
-``benchmarks/data_contention.py`` measures the data path falling to a fifth of its rate beside a busy Python thread.
+The threaded data path (:func:`spacessl.train.data.device_batches`, ``runtime.reader_processes: 0``) reads,
+gathers and preprocesses in threads of the training process, and the reader's Python work (zarr's chunk assembly,
+the shuffle gather, the per-frame stretch, the stream's bookkeeping) then holds the interpreter lock that the step's
+thread needs between its native calls: ``benchmarks/data_contention.py`` measures the data path falling to a fifth
+of its rate beside a busy Python thread, and ``benchmarks/train_throughput.py`` a quarter of a CPU step lost to it.
 
-With ``runtime.reader_processes = N`` (N >= 1) the worker instead starts N loader processes (PyTorch's
+With ``runtime.reader_processes = N`` (N >= 1, default 1) the worker instead starts N loader processes (PyTorch's
 ``DataLoader`` over an ``IterableDataset``, started by ``forkserver`` so that neither CUDA nor the threads of
 Ray and zarr are forked). Each opens the archive itself and, every epoch, reads its part of this worker's chunks::
 

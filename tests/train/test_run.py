@@ -97,7 +97,7 @@ def test_killed_run_resumes_from_last_epoch(ray_cluster, tiny_archive, tmp_path)
     epochs = 4
     overrides = [f"train.epochs={epochs}", "train.max_steps_per_epoch=4", "tracking.register_model=false",
                  f"runtime.ray_address={ray_cluster.get_runtime_context().gcs_address}"]
-    cfg = tiny_config(tiny_archive, tmp_path, *overrides)
+    cfg = tiny_config(tiny_archive, tmp_path, *overrides, "runtime.reader_processes=0")  # read in threads
     run_dir = tmp_path / "runs" / "tiny"
     config_path = tmp_path / "config.yaml"
     from spacessl.config import save_config
@@ -120,8 +120,8 @@ def test_killed_run_resumes_from_last_epoch(ray_cluster, tiny_archive, tmp_path)
     last_epoch = snapshot["latest_checkpoint_result"]["metrics"]["epoch"]
     assert last_epoch < epochs - 1, "the run finished before it could be killed; make the epochs longer"
 
-    # resumed with loader processes (a runtime choice, free to change on resume) reading the remaining epochs
-    result = train(tiny_config(tiny_archive, tmp_path, *overrides, "runtime.reader_processes=1"), resume=True)
+    # resumed with a loader process (the default; a runtime choice, free to change on resume) for the rest
+    result = train(tiny_config(tiny_archive, tmp_path, *overrides), resume=True)
     assert result.summary["reader_processes"] == 1
     assert result.summary["start_epoch"] == last_epoch + 1  # continued after the last finished epoch
     assert [e["epoch"] for e in result.summary["epochs"]] == list(range(last_epoch + 1, epochs))
