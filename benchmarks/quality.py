@@ -53,8 +53,9 @@ RECIPES: dict[str, list[str]] = {
                  "train.weight_decay=1.0e-5", "train.schedule=cosine", "train.warmup_epochs=0.2"],
 }
 #: the training step under Ray Train runs at this fraction of the step timed in-process on a 2-core machine (Ray's
-#: own processes, the loop's data thread and MLflow share the cores; train_throughput's (c1)/(a) is 0.73-0.75):
-#: the step count is planned at the lower rate so that training ends within its budget
+#: own processes, the loop's data path and MLflow share the cores; train_throughput's (c1)/(a) was 0.73-0.75 on the
+#: AMD machine, 0.76 for this recipe on the faster Intel one, where out/q13 ran at 0.89 of its timed step): the step
+#: count is planned at the lower rate so that training ends within its budget
 RAY_RATE = 0.75
 #: encoder input side for all-sky frames unless --input-size says otherwise: the 64 px frames as they are, through
 #: ResNet-18's space-to-depth stem (``resnet18_s2d``), which costs what plain ResNet-18 costs at 32 px
