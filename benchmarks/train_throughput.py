@@ -19,7 +19,6 @@ per-window ``samples_per_s`` the loop logs, without the first window.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import platform
 import sys
@@ -78,27 +77,17 @@ def sync() -> None:
 
 
 def data_path(cfg, archive, preprocess, batch: int, device: torch.device):
-    """The training loop's data path as the config sets it, endless: threads of this process
-    (``runtime.reader_processes: 0``) or loader processes; batches (B, ...) preprocessed on ``device``."""
+    """The training loop's data path as the config sets it (threads of this process, or
+    ``runtime.reader_processes`` loader processes), endless: batches (B, ...) preprocessed on ``device``."""
     from spacessl.train import data as tdata
-    from spacessl.train.loader import EpochWork, ProcessBatches
+    from spacessl.train.loader import EpochWork, train_batches
 
     pool = list(range(archive.num_chunks))
-
-    def plan(epoch: int):
-        return tdata.plan_epoch(archive, pool, world_size=1, rank=0, epoch=epoch, seed=0, local_batch=batch)
-
-    if not cfg.runtime.reader_processes:
-        forever = dataclasses.replace(plan(0), steps=10**9)  # cycle the archive for as long as needed
-        yield from tdata.device_batches(tdata.epoch_batches(archive, forever, local_batch=batch, seed=0,
-                                                            prefetch=cfg.data.prefetch,
-                                                            buffer_chunks=cfg.data.buffer_chunks),
-                                        preprocess, device)
-        return
-    work = [EpochWork(e, plan(e), seed=e) for e in range(10_000)]
-    with ProcessBatches(archive.url, work, local_batch=batch, preprocess=preprocess, device=device,
-                        processes=cfg.runtime.reader_processes, prefetch=cfg.data.prefetch,
-                        buffer_chunks=cfg.data.buffer_chunks) as loader:
+    work = [EpochWork(e, tdata.plan_epoch(archive, pool, world_size=1, rank=0, epoch=e, seed=0, local_batch=batch),
+                      seed=e) for e in range(1000)]
+    with train_batches(archive, work, processes=cfg.runtime.reader_processes, local_batch=batch,
+                       preprocess=preprocess, device=device, prefetch=cfg.data.prefetch,
+                       buffer_chunks=cfg.data.buffer_chunks) as loader:
         for w in work:
             yield from loader.epoch(w.epoch)
 

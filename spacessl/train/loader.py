@@ -18,6 +18,8 @@ rows each process holds (:func:`process_quotas`), and processes with fewer batch
 markers so that PyTorch's round-robin keeps every epoch's batches together. With one process the batches are
 exactly those of the threaded path (same chunks, same shuffle seed). The processes run inside the worker's Ray
 resources: on a GPU node give each worker ``runtime.cpus_per_worker`` of at least ``1 + N``.
+
+:func:`train_batches` picks the path from ``runtime.reader_processes``; both give ``epoch(e)`` and ``close()``.
 """
 
 from __future__ import annotations
@@ -72,9 +74,13 @@ def process_quotas(rows: Sequence[int], steps: int, local_batch: int) -> list[in
     return quotas
 
 
-def split_epoch(archive: Archive, plan: tdata.EpochPlan, processes: int, local_batch: int) -> list[tdata.EpochPlan]:
+def split_epoch(archive: Archive | None, plan: tdata.EpochPlan, processes: int,
+                local_batch: int) -> list[tdata.EpochPlan]:
     """One worker's epoch split over its loader processes: process p reads ``plan.chunks[p::processes]`` and makes
-    its :func:`process_quotas` share of ``plan.steps`` (ConfigError when none can)."""
+    its :func:`process_quotas` share of ``plan.steps`` (ConfigError when none can). One process takes the plan
+    whole (``archive`` is then not needed)."""
+    if processes == 1:
+        return [plan]
     shares = [plan.chunks[p::processes] for p in range(processes)]
     quotas = process_quotas([tdata.rows_in(archive, c) for c in shares], plan.steps, local_batch)
     return [tdata.EpochPlan(chunks=c, steps=q, rows_per_worker=plan.rows_per_worker)
@@ -95,23 +101,24 @@ class PlannedEpochs(IterableDataset):
 
     Yields ``(epoch, x)``, with ``pairs`` ``(epoch, x, x_partner)``, x float32 (B, *input_shape) from
     ``preprocess``; and ``(epoch,)`` markers that pad this process's epoch to the longest quota (dropped by the
-    consumer). Args as :func:`spacessl.train.data.epoch_batches`, plus the archive URL (each process opens it).
+    consumer). ``splits[i]`` is ``work[i]`` split over the processes (:func:`split_epoch`, made once by the parent).
+    Other args as :func:`spacessl.train.data.epoch_batches`, plus the archive URL (each process opens it).
     """
 
-    def __init__(self, url: str, work: Sequence[EpochWork], *, local_batch: int, preprocess: Any,
-                 prefetch: int = 2, buffer_chunks: int = 2, pair_within_s: float = 0.0,
-                 storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, url: str, work: Sequence[EpochWork], splits: Sequence[list[tdata.EpochPlan]], *,
+                 local_batch: int, preprocess: Any, prefetch: int = 2, buffer_chunks: int = 2,
+                 pair_within_s: float = 0.0, storage_options: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.url, self.work, self.local_batch, self.preprocess = url, list(work), local_batch, preprocess
+        self.url, self.local_batch, self.preprocess = url, local_batch, preprocess
+        self.work = list(zip(work, splits, strict=True))
         self.prefetch, self.buffer_chunks, self.pair_within_s = prefetch, buffer_chunks, pair_within_s
         self.storage_options = storage_options
 
     def __iter__(self) -> Iterator[tuple]:
         info = get_worker_info()
-        me, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        me = info.id if info is not None else 0
         archive = open_archive(self.url, storage_options=self.storage_options)
-        for w in self.work:
-            parts = split_epoch(archive, w.plan, n, self.local_batch)
+        for w, parts in self.work:
             mine = parts[me]
             if mine.steps:
                 # process 0's stream has the threaded path's seed, so one process reproduces it batch for batch
@@ -146,15 +153,14 @@ class ProcessBatches:
                  storage_options: dict[str, Any] | None = None) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
-        if processes > 1:  # every epoch's split must be possible; found here, not in a process mid-run
-            archive = open_archive(url, storage_options=storage_options)
-            for w in work:
-                split_epoch(archive, w.plan, processes, local_batch)
+        # every epoch's split, made here once: an impossible one is refused now, not in a process mid-run
+        archive = open_archive(url, storage_options=storage_options) if processes > 1 else None
+        splits = [split_epoch(archive, w.plan, processes, local_batch) for w in work]
         self.work = {w.epoch: w for w in work}
         self.device, self.pairs = device, pair_within_s > 0
         self.pin = device.type == "cuda"
-        dataset = PlannedEpochs(url, work, local_batch=local_batch, preprocess=preprocess, prefetch=prefetch,
-                                buffer_chunks=buffer_chunks, pair_within_s=pair_within_s,
+        dataset = PlannedEpochs(url, work, splits, local_batch=local_batch, preprocess=preprocess,
+                                prefetch=prefetch, buffer_chunks=buffer_chunks, pair_within_s=pair_within_s,
                                 storage_options=storage_options)
         self._loader = DataLoader(dataset, batch_size=None, num_workers=processes, prefetch_factor=max(1, depth),
                                   pin_memory=self.pin, multiprocessing_context=START_METHOD)
@@ -198,3 +204,45 @@ class ProcessBatches:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ThreadBatches:
+    """:class:`ProcessBatches`' interface over the threaded path (``runtime.reader_processes: 0``): each ``epoch(e)``
+    streams ``work[e]`` through :func:`spacessl.train.data.device_batches` in threads of this process."""
+
+    def __init__(self, archive: Archive, work: Sequence[EpochWork], *, local_batch: int, preprocess: Any,
+                 device: torch.device, prefetch: int = 2, buffer_chunks: int = 2, pair_within_s: float = 0.0) -> None:
+        self.archive, self.work, self.local_batch = archive, {w.epoch: w for w in work}, local_batch
+        self.preprocess, self.device = preprocess, device
+        self.prefetch, self.buffer_chunks, self.pair_within_s = prefetch, buffer_chunks, pair_within_s
+
+    def epoch(self, epoch: int) -> Iterator[torch.Tensor] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of ``epoch`` on the device."""
+        if epoch not in self.work:
+            raise ValueError(f"epoch {epoch} is not one of this loader's epochs {sorted(self.work)}")
+        w = self.work[epoch]
+        batches = tdata.epoch_batches(self.archive, w.plan, local_batch=self.local_batch, seed=w.seed,
+                                      prefetch=self.prefetch, buffer_chunks=self.buffer_chunks,
+                                      pair_within_s=self.pair_within_s)
+        yield from tdata.device_batches(batches, self.preprocess, self.device, pairs=self.pair_within_s > 0)
+
+    def close(self) -> None:
+        """Nothing to stop: each epoch's threads end with its iterator."""
+
+    def __enter__(self) -> ThreadBatches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def train_batches(archive: Archive, work: Sequence[EpochWork], *, processes: int, local_batch: int,
+                  preprocess: Any, device: torch.device, prefetch: int = 2, buffer_chunks: int = 2,
+                  pair_within_s: float = 0.0) -> ThreadBatches | ProcessBatches:
+    """A training worker's batches for the epochs of ``work``, read as ``runtime.reader_processes`` says:
+    in threads of this process (``processes`` 0) or in that many loader processes."""
+    common = dict(local_batch=local_batch, preprocess=preprocess, device=device, prefetch=prefetch,
+                  buffer_chunks=buffer_chunks, pair_within_s=pair_within_s)
+    if not processes:
+        return ThreadBatches(archive, work, **common)
+    return ProcessBatches(archive.url, work, processes=processes, storage_options=archive.storage_options, **common)

@@ -43,6 +43,7 @@ from spacessl.config import Config, config_to_dict, flatten
 from spacessl.models.collapse import embedding_std
 from spacessl.train import checkpoint as ckpt_io
 from spacessl.train import data as tdata
+from spacessl.train.loader import EpochWork, train_batches
 from spacessl.train import monitor
 from spacessl.train.schedule import build_scheduler, scaled_lr
 
@@ -304,22 +305,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     generator = torch.Generator(device=device)
     paired = cfg.data.pair_within_s > 0
-
-    def stream_seed(epoch: int) -> int:
-        """The shuffle seed of this worker's stream in ``epoch``."""
-        return seed * 7919 + epoch * world + rank
-
-    loader = None
-    if cfg.runtime.reader_processes:
-        from spacessl.train.loader import EpochWork, ProcessBatches
-
-        work = [EpochWork(e, dataclasses.replace(plans[e], steps=steps), stream_seed(e))
-                for e in range(start_epoch, cfg.train.epochs)]
-        loader = ProcessBatches(archive.url, work, local_batch=local_batch, preprocess=comps.preprocess,
-                                device=device, processes=cfg.runtime.reader_processes,
-                                prefetch=cfg.data.prefetch, buffer_chunks=cfg.data.buffer_chunks,
-                                pair_within_s=cfg.data.pair_within_s, storage_options=archive.storage_options)
-    try:
+    # every worker's stream has its own shuffle seed each epoch
+    work = [EpochWork(e, dataclasses.replace(plans[e], steps=steps), seed * 7919 + e * world + rank)
+            for e in range(start_epoch, cfg.train.epochs)]
+    with train_batches(archive, work, processes=cfg.runtime.reader_processes, local_batch=local_batch,
+                       preprocess=comps.preprocess, device=device, prefetch=cfg.data.prefetch,
+                       buffer_chunks=cfg.data.buffer_chunks, pair_within_s=cfg.data.pair_within_s) as loader:
         for epoch in range(start_epoch, cfg.train.epochs):
             generator.manual_seed(seed * 1_000_003 + epoch * 9973 + rank)
             model.train()
@@ -327,15 +318,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             std_sum, std_n = 0.0, 0
             t_epoch = t_win = time.perf_counter()
             win_steps = 0
-            if loader is not None:
-                items = loader.epoch(epoch)
-            else:
-                batches = tdata.epoch_batches(archive, dataclasses.replace(plans[epoch], steps=steps),
-                                              local_batch=local_batch, seed=stream_seed(epoch),
-                                              prefetch=cfg.data.prefetch, buffer_chunks=cfg.data.buffer_chunks,
-                                              pair_within_s=cfg.data.pair_within_s)
-                items = tdata.device_batches(batches, comps.preprocess, device, pairs=paired)
-            for item in items:
+            for item in loader.epoch(epoch):
                 x, x_pair = item if paired else (item, None)
                 out = train_step(model, x, augment=comps.augment, generator=generator, optimizer=optimizer,
                                  scheduler=scheduler, x_pair=x_pair)
@@ -377,9 +360,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                     ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
             else:
                 ray.train.report(metrics, checkpoint=None)
-    finally:
-        if loader is not None:
-            loader.close()
     return summary if rank == 0 else {}
 
 
