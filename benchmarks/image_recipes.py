@@ -11,7 +11,8 @@ the default is a short check of the stretch (``v0_base48`` against ``v1_stretch4
 Variants ``x5``/``x6`` make the second view of each frame from another frame of the same camera at most 30 s away
 (the loop's ``data.pair_within_s``); ``x3``/``x4``/``x6`` use the space-to-depth stem (``model.encoder=resnet18_s2d``)
 at 64 px. ``y1``-``y6`` vary the stem recipe ``x3`` one option at a time: a 4 x learning rate, crops down to 35 % of
-the area, temperature 0.1, the decoupled contrastive loss (``model.loss=dcl`` / ``dclw``), sensor-noise views.
+the area, temperature 0.1, the decoupled contrastive loss (``model.loss=dcl`` / ``dclw``), sensor-noise views;
+``y7``/``y8`` batches of 128 / 256 for the wall time that ``x3``'s steps take on a 2-core CPU.
 ``z1`` adds multi-crop (Caron et al. 2020): 4 local 32 px views of 10-35 % of the area beside the two global ones,
 each paired with both global views in the loss; it costs 2.3 x a step, so it gets that many fewer steps.
 ``--buffer-chunks K`` draws each batch from K random chunks, as the training loop's archive stream does
@@ -94,6 +95,11 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     "y6_s2d64_noise_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM,
                              "augment.params={noise_p: 0.8}"], 1400),
     "z1_s2d64_multicrop_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM], 610),
+    # larger batches at equal time: a 2-core CPU runs 1.2 x (128) and 1.5 x (256) the samples/s of batch 64
+    "y7_s2d64_b128_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM,
+                            "train.batch_size=128"], 836),
+    "y8_s2d64_b256_adam": (["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM,
+                            "train.batch_size=256"], 522),
 }
 #: variants trained with multi-crop (Caron et al. 2020): name -> (local views, local side px, local crop area range)
 MULTICROP: dict[str, tuple[int, int, tuple[float, float]]] = {"z1_s2d64_multicrop_adam": (4, 32, (0.1, 0.35))}
