@@ -55,7 +55,7 @@ RECIPES: dict[str, list[str]] = {
 #: the training step under Ray Train runs at this fraction of the step timed in-process on a 2-core machine (Ray's
 #: own processes, the loop's data path, checkpoints and MLflow share the cores): the step count is planned at this
 #: rate so that training ends within its budget. On the Intel machine whole runs of the image recipe with a loader
-#: process took 0.44-0.46 s per step under Ray, where the timing before them gave 0.33-0.43 s (out/q14, out/q15):
+#: process averaged 0.42-0.47 s per step under Ray, where the timing before them gave 0.33-0.43 s (out/q14, out/q15):
 #: the shared machine's own speed drifts by 20-30 % over minutes, so a plan at a rate of 0.85 overran by 4 minutes
 #: (out/q15) and 0.75 sometimes leaves minutes unused (out/q13, out/q14). On the AMD machine it was 0.73-0.75
 RAY_RATE = 0.75
