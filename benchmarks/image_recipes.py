@@ -12,7 +12,8 @@ Variants ``x5``/``x6`` make the second view of each frame from another frame of 
 (the loop's ``data.pair_within_s``); ``x3``/``x4``/``x6`` use the space-to-depth stem (``model.encoder=resnet18_s2d``)
 at 64 px. ``y1``-``y6`` vary the stem recipe ``x3`` one option at a time: a 4 x learning rate, crops down to 35 % of
 the area, temperature 0.1, the decoupled contrastive loss (``model.loss=dcl`` / ``dclw``), sensor-noise views;
-``y7``/``y8`` batches of 128 / 256 for the wall time that ``x3``'s steps take on a 2-core CPU.
+``y7``/``y8`` batches of 128 / 256 for the wall time that ``x3``'s steps take on a 2-core CPU; ``y9`` both views
+through the encoder as one batch (``model.joint_views``: BatchNorm over both views together).
 ``z1`` adds multi-crop (Caron et al. 2020): 4 local 32 px views of 10-35 % of the area beside the two global ones,
 each paired with both global views in the loss; it costs 2.3 x a step, so it gets that many fewer steps.
 ``--buffer-chunks K`` draws each batch from K random chunks, as the training loop's archive stream does
@@ -95,6 +96,7 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     # in-process); the screens ran at 1.16 x and 1.28 x, so y7 and y8 took 3 % and 16 % longer than x3
     "y7_s2d64_b128_adam": ([*S2D64_ADAM, "train.batch_size=128"], 836),
     "y8_s2d64_b256_adam": ([*S2D64_ADAM, "train.batch_size=256"], 522),
+    "y9_s2d64_joint_adam": ([*S2D64_ADAM, "model.joint_views=true"], 1400),
 }
 #: variants trained with multi-crop (Caron et al. 2020): name -> (local views, local side px, local crop area range)
 MULTICROP: dict[str, tuple[int, int, tuple[float, float]]] = {"z1_s2d64_multicrop_adam": (4, 32, (0.1, 0.35))}

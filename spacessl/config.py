@@ -59,6 +59,9 @@ class ModelConfig(_Section):
     #: SimCLR's contrastive loss: "ntxent" (NT-Xent), "dcl" / "dclw" (decoupled contrastive learning, the positive
     #: out of the denominator; less dependent on a large batch)
     loss: Literal["ntxent", "dcl", "dclw"] = "ntxent"
+    #: SimCLR: both views through the encoder as one batch (BatchNorm over both together, as SimCLR's own code);
+    #: False: one pass per view
+    joint_views: bool = False
     sync_batchnorm: bool = False  #: convert BatchNorm to SyncBatchNorm under multi-GPU DDP (global batch statistics)
 
 

@@ -105,6 +105,27 @@ def test_forward_wiring():
     assert m.encoder[1].weight.grad is not None
 
 
+def test_joint_views_normalise_both_views_together():
+    torch.manual_seed(0)
+    sep = build_method("simclr", encoder=tiny_encoder(), embed_dim=16, temperature=0.2, proj_hidden_dim=32,
+                       proj_out_dim=8)
+    joint = build_method("simclr", encoder=tiny_encoder(), embed_dim=16, temperature=0.2, proj_hidden_dim=32,
+                         proj_out_dim=8, joint_views=True)
+    joint.load_state_dict(sep.state_dict())
+    x0, x1 = torch.randn(6, 3, 4), torch.randn(6, 3, 4) + 1.0
+    # training mode: the head's BatchNorm takes its statistics over the 12 rows of both views
+    z0, z1 = joint.project(torch.cat([x0, x1])).chunk(2)
+    out = joint(x0, x1)
+    torch.testing.assert_close(out["loss"], ntxent_reference(z0, z1, 0.2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["z"], z0.detach())
+    assert abs(float(out["loss"]) - float(sep(x0, x1)["loss"])) > 1e-3
+    # evaluation mode: no batch statistics, so one pass or two give the same loss (same running statistics)
+    joint.load_state_dict(sep.state_dict())
+    joint.eval(), sep.eval()
+    torch.testing.assert_close(joint(x0, x1)["loss"], sep(x0, x1)["loss"], rtol=1e-5, atol=1e-6)
+    assert load_config(None, ["model.joint_views=true"]).model.joint_views
+
+
 # ------------------------------------------------------------------------------- distributed (2 gloo workers)
 
 
