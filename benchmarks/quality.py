@@ -8,9 +8,9 @@ For each modality it
 
 1. writes a labelled synthetic archive (``spacessl synth``: 6 OATH-like all-sky classes at ``--size`` px, or 4
    seismic classes of 3 × 1000 samples) and a second, smaller one with planted rare samples;
-2. trains a SimCLR encoder on Ray Train on the CPU for ``--budget-min`` minutes per modality (the step count
-   comes from timing a few steps first; the budget covers the timing, Ray start-up, training and model
-   registration) and registers it in a local MLflow store;
+2. trains a SimCLR encoder on Ray Train on the CPU for ``--budget-min`` minutes per modality (the budget covers
+   Ray's start-up, training and the model's registration; the training loop gets the rest as its time budget,
+   ``train.time_budget_min``, and stops when it is spent) and registers it in a local MLflow store;
 3. embeds both archives with the registered model (``spacessl embed``, ``--views`` from ``--image-views`` /
    ``--waveform-views``);
 4. evaluates (``spacessl evaluate``): weighted kNN, linear probe, k-means + Hungarian, NMI, ARI for the SSL
@@ -52,13 +52,6 @@ RECIPES: dict[str, list[str]] = {
                  "train.batch_size=64", "train.optimizer=sgd", "train.lr=0.6", "train.momentum=0.9",
                  "train.weight_decay=1.0e-5", "train.schedule=cosine", "train.warmup_epochs=0.2"],
 }
-#: the training step under Ray Train runs at this fraction of the step timed in-process on a 2-core machine (Ray's
-#: own processes, the loop's data path, checkpoints and MLflow share the cores): the step count is planned at this
-#: rate so that training ends within its budget. On the Intel machine whole runs of the image recipe with a loader
-#: process averaged 0.42-0.47 s per step under Ray, where the timing before them gave 0.33-0.43 s (out/q14, out/q15):
-#: the shared machine's own speed drifts by 20-30 % over minutes, so a plan at a rate of 0.85 overran by 4 minutes
-#: (out/q15) and 0.75 sometimes leaves minutes unused (out/q13, out/q14). On the AMD machine it was 0.73-0.75
-RAY_RATE = 0.75
 #: encoder input side for all-sky frames unless --input-size says otherwise: the 64 px frames as they are, through
 #: ResNet-18's space-to-depth stem (``resnet18_s2d``), which costs what plain ResNet-18 costs at 32 px
 IMAGE_INPUT_SIZE = 64
@@ -70,8 +63,11 @@ GOALS: dict[str, list[tuple[str, float]]] = {
     "waveform": [("kmeans_acc", 0.90), ("knn_acc", 0.95)],
 }
 MARGIN_OVER_RAW = 0.10
-#: seconds of the modality budget kept for Ray start-up, the first epoch's set-up and model registration
+#: seconds of the modality budget kept for what the training loop's own clock does not see: Ray's start-up, the
+#: workers' set-up before the first step, the end of the run and the model's registration in MLflow
 OVERHEAD_S = 75.0
+#: upper bound of the epochs: the loop's time budget (``train.time_budget_min``) ends training long before
+MAX_EPOCHS = 1000
 
 
 def synth(modality: str, url: str, n: int, size: int, seed: int, rare_fraction: float = 0.0) -> str:
@@ -92,38 +88,14 @@ def synth(modality: str, url: str, n: int, size: int, seed: int, rare_fraction: 
     return write_seismic_archive(url, n=n, seed=seed, rare_fraction=rare_fraction, progress=False)
 
 
-def step_seconds(cfg: Any, archive_url: str, steps: int = 3) -> float:
-    """Median seconds of one training step (preprocessing, views + forward + backward + update) at the config's
-    batch size, timed in this process with the training loop's own components after one warm-up step (the timing
-    counts against the budget, so it is kept short; one timed step alone varied by 30 % between runs). The
-    preprocessing of the batch (twice with temporal pairs) runs on the loop's data thread, which on two cores takes
-    its time from the step: at 64 px input it is no longer negligible."""
-    import torch
-
-    from spacessl.archive import open_archive
-    from spacessl.train.loop import build_components, build_optimizer, train_step
-
-    torch.set_num_threads(int(round(cfg.runtime.cpus_per_worker)))
-    archive = open_archive(archive_url)
-    comps = build_components(cfg, archive)
-    opt = build_optimizer(cfg, comps.method.parameters(), global_batch=cfg.train.batch_size)
-    raw = archive.read(0, cfg.train.batch_size, fields=[]).samples
-    gen = torch.Generator().manual_seed(0)
-    times = []
-    for i in range(steps + 1):
-        t0 = time.perf_counter()
-        x = comps.preprocess(raw)
-        x_pair = comps.preprocess(raw[::-1].copy()) if cfg.data.pair_within_s > 0 else None
-        train_step(comps.method.train(), x, augment=comps.augment, generator=gen, optimizer=opt, scheduler=None,
-                   x_pair=x_pair)
-        if i:
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def train_budgeted(modality: str, archive_url: str, out: Path, budget_s: float, recipe: list[str],
                    input_size: int | None, cpus: int) -> dict[str, Any]:
-    """Train within ``budget_s`` seconds of wall time (timing, Ray, training, registration); returns facts."""
+    """Train within ``budget_s`` seconds of wall time (Ray, training, registration); returns facts.
+
+    The training loop gets what is left of the budget after :data:`OVERHEAD_S` as its ``train.time_budget_min``: it
+    trains full passes over the archive until that is spent, with the cosine schedule laid over the budget, and
+    stops every worker at the same step.
+    """
     from spacessl.archive import open_archive
     from spacessl.config import load_config
     from spacessl.train.run import train
@@ -138,23 +110,23 @@ def train_budgeted(modality: str, archive_url: str, out: Path, budget_s: float, 
     if modality == "image":
         overrides.append(f"data.input_size={input_size or IMAGE_INPUT_SIZE}")
     cfg = load_config(None, overrides)
-    step_s = step_seconds(cfg, archive_url) / RAY_RATE
-    left = budget_s - (time.perf_counter() - t0) - OVERHEAD_S
-    per_epoch = archive.n // cfg.train.batch_size
-    steps = max(1, int(left / step_s))
-    epochs = max(1, -(-steps // per_epoch))
-    per = -(-steps // epochs)
-    cfg = load_config(None, [*overrides, f"train.epochs={epochs}", f"train.max_steps_per_epoch={per}",
-                             f"train.log_every_steps={max(1, per // 4)}"])
-    print(f"  {modality}: {step_s:.2f} s/step at batch {cfg.train.batch_size} → {epochs} epoch(s) × {per} steps "
-          f"= {epochs * per * cfg.train.batch_size} samples ({epochs * per * cfg.train.batch_size / archive.n:.2f} "
-          f"passes over {archive.n})", flush=True)
+    per = archive.n // cfg.train.batch_size
+    loop_s = budget_s - (time.perf_counter() - t0) - OVERHEAD_S
+    cfg = load_config(None, [*overrides, f"train.epochs={MAX_EPOCHS}", f"train.max_steps_per_epoch={per}",
+                             f"train.time_budget_min={loop_s / 60:.4f}", f"train.log_every_steps={max(1, per // 4)}"])
+    print(f"  {modality}: epochs of {per} steps × batch {cfg.train.batch_size} for {loop_s / 60:.2f} min of the "
+          f"training loop", flush=True)
     result = train(cfg, overwrite=True)
+    steps = int(result.metrics["global_step"])
+    epochs = result.summary.get("epochs", [])
+    loop_wall = float(result.metrics.get("train_elapsed_s", float("nan")))
     return {"model_uri": result.model_uri, "run_id": result.mlflow_run_id, "tracking_uri": result.tracking_uri,
-            "step_s": step_s, "epochs": epochs, "steps_per_epoch": per, "batch_size": cfg.train.batch_size,
-            "samples_seen": epochs * per * cfg.train.batch_size, "train_wall_s": time.perf_counter() - t0,
-            "final_loss": (result.metrics or {}).get("epoch_loss"), "recipe": recipe,
-            "input_size": cfg.data.input_size}
+            "loop_budget_s": loop_s, "loop_s": loop_wall, "epochs": len(epochs), "steps_per_epoch": per,
+            "last_epoch_steps": int(result.metrics.get("epoch_steps", per)), "steps": steps,
+            "step_s": sum(e["epoch_time_s"] for e in epochs) / max(1, sum(e["epoch_steps"] for e in epochs)),
+            "batch_size": cfg.train.batch_size, "samples_seen": steps * cfg.train.batch_size,
+            "train_wall_s": time.perf_counter() - t0, "final_loss": result.metrics.get("epoch_loss"),
+            "recipe": recipe, "input_size": cfg.data.input_size}
 
 
 def rare_ranks(emb_url: str, out: Path, *, context: bool = True) -> dict[str, Any]:
@@ -189,8 +161,8 @@ def table(modality: str, result: dict[str, Any], facts: dict[str, Any]) -> str:
     from spacessl.evaluate.report import format_table
 
     lines = [f"== {modality}: {facts['samples_seen']} training samples in {facts['train_wall_s'] / 60:.1f} min "
-             f"({facts['epochs']} epochs × {facts['steps_per_epoch']} steps × batch {facts['batch_size']}, "
-             f"{facts['step_s']:.2f} s/step)" + (f"; embeddings averaged over {facts['views']} symmetry views "
+             f"({facts['steps']} steps × batch {facts['batch_size']} in {facts['epochs']} epochs of up to "
+             f"{facts['steps_per_epoch']}, {facts['step_s']:.2f} s/step, the loop {facts['loop_s'] / 60:.1f} min)" + (f"; embeddings averaged over {facts['views']} symmetry views "
                                                   "(random init too)" if facts.get("views", 1) > 1 else ""),
              format_table(result, confusion=True)]
     for g in goals(modality, result):

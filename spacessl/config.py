@@ -85,6 +85,10 @@ class TrainConfig(_Section):
     schedule: Literal["cosine", "constant"] = "cosine"
     seed: int = 0
     max_steps_per_epoch: int | None = None  #: cap for smoke tests and demos
+    #: wall-time budget of the training loop, in minutes (from its first step, across resumes; per-epoch reports and
+    #: checkpoints included): the loop stops when it is spent, every worker at the same step, and checkpoints the
+    #: epoch in progress; ``epochs`` stays the upper bound and the cosine schedule ends at the budget
+    time_budget_min: float | None = Field(None, gt=0.0)
     log_every_steps: int = Field(10, ge=1)
     knn_k: int = 20
     knn_max_bank: int = Field(5000, ge=1)  #: training rows embedded as the kNN reference bank (per epoch)

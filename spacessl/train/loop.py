@@ -11,6 +11,8 @@ Each worker:
    loss run under bf16 autocast on CUDA; DDP (``ray.train.torch.prepare_model``) averages gradients and SimCLR
    gathers negatives from every worker;
 4. steps SGD/AdamW at ``lr · global_batch / 256`` (linear scaling rule) on a per-step cosine schedule with warm-up;
+   with ``train.time_budget_min`` the cosine also runs over the budget, and all workers stop together when it is
+   spent (every :data:`BUDGET_SYNC_STEPS` steps the workers agree on the longest elapsed time);
 5. at the end of each epoch calls ``ray.train.report(metrics, checkpoint=...)``; only world rank 0 writes the
    checkpoint, evaluates kNN accuracy on the held-out chunks and logs to MLflow (into the run the driver created).
 
@@ -48,6 +50,10 @@ from spacessl.train import monitor
 from spacessl.train.schedule import build_scheduler, scaled_lr
 
 log = logging.getLogger(__name__)
+
+#: with a time budget and more than one worker, the workers share their elapsed time (one all-reduce) every this
+#: many steps, so that all see the same learning rate and stop at the same step; a single worker checks every step
+BUDGET_SYNC_STEPS = 8
 
 
 # ------------------------------------------------------------------------------------------------- components
@@ -237,6 +243,17 @@ class _Rank0:
 # ------------------------------------------------------------------------------------------------- the loop
 
 
+def _all_max(value: float, device: torch.device) -> float:
+    """Largest of a float over all workers (the value itself without a process group)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def _all_mean(value: float, device: torch.device) -> float:
     """Mean of a float over all workers (the value itself without a process group)."""
     import torch.distributed as dist
@@ -277,8 +294,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
     method.to(device)
     optimizer = build_optimizer(cfg, method.parameters(), global_batch=cfg.train.batch_size)
+    budget_s = cfg.train.time_budget_min * 60.0 if cfg.train.time_budget_min else None
     scheduler = build_scheduler(optimizer, warmup_steps=round(cfg.train.warmup_epochs * steps),
-                                total_steps=cfg.train.epochs * steps, schedule=cfg.train.schedule)
+                                total_steps=cfg.train.epochs * steps, schedule=cfg.train.schedule, budget_s=budget_s)
 
     start_epoch, global_step = 0, 0
     restored = ray.train.get_checkpoint()
@@ -288,6 +306,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        scheduler.budget_s = budget_s  # the time spent carries over; the budget is this config's
         start_epoch, global_step = int(state["epoch"]) + 1, int(state["global_step"])
         log.info("rank %d: resumed after epoch %d (step %d)", rank, start_epoch - 1, global_step)
     model = ray.train.torch.prepare_model(method)
@@ -295,7 +314,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     r0 = None
     summary: dict[str, Any] = {"start_epoch": start_epoch, "steps_per_epoch": steps, "world_size": world,
                                "knn_k": cfg.train.knn_k, "reader_processes": cfg.runtime.reader_processes,
-                               "epochs": []}
+                               "time_budget_s": budget_s, "stopped_by_budget": False, "epochs": []}
     if rank == 0:
         r0 = _Rank0(cfg, archive, comps, config.get("tracking_uri", ""), config.get("mlflow_run_id", ""),
                     holdout, pool, device)
@@ -315,17 +334,27 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
              f"{cfg.train.batch_size} ({world} worker(s) × {local_batch}) per epoch, lr "
              f"{scaled_lr(cfg.train.lr, cfg.train.batch_size):.4g} on {device.type}"
              + (f", read by {cfg.runtime.reader_processes} loader process(es) per worker"
-                if cfg.runtime.reader_processes else ""))
+                if cfg.runtime.reader_processes else "")
+             + (f", for at most {(budget_s - scheduler.elapsed_s) / 60:.1f} min" if budget_s else ""))
 
     generator = torch.Generator(device=device)
     paired = cfg.data.pair_within_s > 0
     # every worker's stream has its own shuffle seed each epoch
     work = [EpochWork(e, dataclasses.replace(plans[e], steps=steps), seed * 7919 + e * world + rank)
             for e in range(start_epoch, cfg.train.epochs)]
+    _all_max(0.0, device)  # every worker starts its clock here, after rank 0's set-up (an all-reduce waits for all)
+    clock0 = time.perf_counter() - scheduler.elapsed_s  # training time so far counts against the budget
+    stop = budget_s is not None and scheduler.elapsed_s >= budget_s
+    if stop and rank == 0:
+        _say(f"the time budget of {budget_s / 60:.1f} min is spent: nothing left to train "
+             "(raise train.time_budget_min to continue)")
     with train_batches(archive, work, processes=cfg.runtime.reader_processes, local_batch=local_batch,
                        preprocess=comps.preprocess, device=device, prefetch=cfg.data.prefetch,
                        buffer_chunks=cfg.data.buffer_chunks, pair_within_s=cfg.data.pair_within_s) as loader:
         for epoch in range(start_epoch, cfg.train.epochs):
+            if stop:
+                break
+            epoch_step0 = global_step
             generator.manual_seed(seed * 1_000_003 + epoch * 9973 + rank)
             model.train()
             loss_sum = torch.zeros((), device=device)
@@ -335,10 +364,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             for item in loader.epoch(epoch):
                 x, x_pair = item if paired else (item, None)
                 out = train_step(model, x, augment=comps.augment, generator=generator, optimizer=optimizer,
-                                 scheduler=scheduler, x_pair=x_pair)
+                                 scheduler=None, x_pair=x_pair)
                 loss_sum += out["loss"].float()
                 global_step += 1
                 win_steps += 1
+                if budget_s is not None and (world == 1 or global_step % BUDGET_SYNC_STEPS == 0):
+                    scheduler.elapsed_s = _all_max(time.perf_counter() - clock0, device)
+                    stop = scheduler.elapsed_s >= budget_s
+                scheduler.step()  # the next step's rate, from the time just shared (0 once the budget is spent)
                 if rank == 0 and (global_step % cfg.train.log_every_steps == 0):
                     now = time.perf_counter()
                     std_sum, std_n = std_sum + embedding_std(out["z"]), std_n + 1
@@ -350,13 +383,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                              f"loss {float(out['loss']):.4f}, "
                              f"{win_steps * cfg.train.batch_size / (now - t_win):.1f} samples/s")
                     t_win, win_steps = now, 0
+                if stop:
+                    break
             train_s = time.perf_counter() - t_epoch
+            done = global_step - epoch_step0  # steps, fewer than ``steps`` when the budget ran out mid-epoch
             if rank == 0 and std_n == 0:
                 std_sum, std_n = embedding_std(out["z"]), 1
-            epoch_loss = _all_mean(float(loss_sum) / steps, device)
+            epoch_loss = _all_mean(float(loss_sum) / done, device)
             metrics: dict[str, Any] = {"epoch": epoch, "global_step": global_step, "epoch_loss": epoch_loss,
-                                       "start_epoch": start_epoch, "epoch_time_s": train_s,
-                                       "epoch_samples_per_s": steps * cfg.train.batch_size / train_s}
+                                       "start_epoch": start_epoch, "epoch_time_s": train_s, "epoch_steps": done,
+                                       "epoch_samples_per_s": done * cfg.train.batch_size / train_s,
+                                       "train_elapsed_s": _all_max(time.perf_counter() - clock0, device)}
             if rank == 0:
                 std = std_sum / std_n
                 # SpaceSSL's collapse level max(0, 1 - sqrt(P)·std), from the epoch's mean std of normalised z
@@ -367,7 +404,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                 summary["epochs"].append({k: v for k, v in metrics.items()})
                 knn_text = f", kNN accuracy {metrics['knn_acc']:.3f}" if "knn_acc" in metrics else ""
                 _say(f"epoch {epoch} done in {train_s:.0f} s: loss {epoch_loss:.4f}, collapse {metrics['collapse']:.3f}"
-                     f"{knn_text}")
+                     f"{knn_text}" + (f"; time budget spent after {done} of its {steps} steps" if stop else ""))
+                summary["stopped_by_budget"] = stop
                 with tempfile.TemporaryDirectory(prefix="spacessl-ckpt-") as tmp:
                     ckpt_io.save_checkpoint(tmp, method=method, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                                             global_step=global_step, info={**comps.info, "config": config["config"]})

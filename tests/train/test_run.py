@@ -146,3 +146,30 @@ def test_relative_archive_made_absolute_for_the_workers(tmp_path, monkeypatch):
     assert cfg.data.archive == "demo/a.zarr"  # the caller's config is left alone
     remote = load_config(None, ["data.archive=s3://bucket/a.zarr"])
     assert _with_absolute_archive(remote).data.archive == "s3://bucket/a.zarr"
+
+
+def test_time_budget_stops_every_worker_and_a_resume_gets_the_rest(ray_cluster, tiny_archive, tmp_path):
+    from spacessl.train import checkpoint as ckpt_io
+    from spacessl.train.run import train
+
+    epochs, budget_min = 500, 0.15  # an epoch takes about a second: the 9 s budget ends the run, not the epochs
+    overrides = [f"train.epochs={epochs}", "train.max_steps_per_epoch=4", "tracking.register_model=false",
+                 "runtime.num_workers=2", f"runtime.ray_address={ray_cluster.get_runtime_context().gcs_address}"]
+    result = train(tiny_config(tiny_archive, tmp_path, *overrides, f"train.time_budget_min={budget_min}"))
+    s, m = result.summary, result.metrics
+    assert s["stopped_by_budget"] and s["time_budget_s"] == pytest.approx(9.0)
+    assert 1 <= len(s["epochs"]) < epochs
+    assert 9.0 <= m["train_elapsed_s"] < 9.0 + 30.0
+    assert 1 <= m["epoch_steps"] <= 4 and m["global_step"] == 4 * (len(s["epochs"]) - 1) + m["epoch_steps"]
+    # two workers stop together: the shared clock is read every BUDGET_SYNC_STEPS (8) steps
+    assert m["global_step"] % 8 == 0
+    sched = ckpt_io.load_state(result.checkpoint_path)["scheduler"]
+    assert sched["elapsed_s"] >= 9.0
+    assert sched["_last_lr"][0] == pytest.approx(0.0, abs=1e-9)  # the cosine ended with the budget
+
+    # resumed with a larger budget: the time already spent counts, training goes on from the next epoch
+    resumed = train(tiny_config(tiny_archive, tmp_path, *overrides, f"train.time_budget_min={2 * budget_min}"),
+                    resume=True)
+    assert resumed.summary["start_epoch"] == len(s["epochs"]) and resumed.summary["stopped_by_budget"]
+    assert 18.0 <= resumed.metrics["train_elapsed_s"] < 18.0 + 30.0
+    assert resumed.metrics["global_step"] > m["global_step"]
