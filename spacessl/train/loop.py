@@ -130,7 +130,7 @@ def build_optimizer(cfg: Config, params, *, global_batch: int) -> torch.optim.Op
     Built with torch's fused kernel (``fused=True``: one pass over each parameter instead of one op per term of the
     update) when every parameter is a float tensor on the CPU or a CUDA device, so build it after moving the model.
     Same update to float rounding; on two CPU cores AdamW's step over ResNet-18's 11.5 M parameters takes 10 ms
-    instead of 70-80 ms, and SGD's 8 ms instead of 21 (docs/benchmarks.md, train_throughput).
+    instead of 70-80 ms, and SGD's 8 ms instead of 21 (benchmarks/optimizer_step.py).
     """
     params = list(params)
     lr = scaled_lr(cfg.train.lr, global_batch)
@@ -330,7 +330,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             if base:
                 _say(f"kNN accuracy before training: random init {base['knn_acc_init']:.3f}, "
                      f"raw input {base['knn_acc_pixels']:.3f}")
-        _say(f"training {cfg.train.epochs - start_epoch} epoch(s) from epoch {start_epoch}: {steps} steps of "
+        _say(f"training {'up to ' if budget_s else ''}{cfg.train.epochs - start_epoch} epoch(s) from epoch "
+             f"{start_epoch}: {steps} steps of "
              f"{cfg.train.batch_size} ({world} worker(s) × {local_batch}) per epoch, lr "
              f"{scaled_lr(cfg.train.lr, cfg.train.batch_size):.4g} on {device.type}"
              + (f", read by {cfg.runtime.reader_processes} loader process(es) per worker"
