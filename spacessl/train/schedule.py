@@ -51,8 +51,9 @@ def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str =
 
 
 class StepSchedule(torch.optim.lr_scheduler.LRScheduler):
-    """The rate of :func:`lr_factor`, stepped once per optimiser step; ``elapsed_s`` (seconds of training, set by
-    the loop before each step) counts against ``budget_s`` when there is one. Both are saved with the state."""
+    """The rate of :func:`lr_factor`, stepped once per optimiser step; ``elapsed_s`` (seconds of training, which the
+    loop sets before it steps the schedule) counts against ``budget_s`` when there is one. Both are saved with the
+    state, and a ``LambdaLR`` state of an earlier checkpoint loads too (as no time spent)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int,
                  schedule: str = "cosine", budget_s: float | None = None) -> None:
