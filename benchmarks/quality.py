@@ -122,7 +122,7 @@ def train_budgeted(modality: str, archive_url: str, out: Path, budget_s: float, 
     loop_wall = float(result.metrics.get("train_elapsed_s", float("nan")))
     return {"model_uri": result.model_uri, "run_id": result.mlflow_run_id, "tracking_uri": result.tracking_uri,
             "loop_budget_s": loop_s, "loop_s": loop_wall, "epochs": len(epochs), "steps_per_epoch": per,
-            "last_epoch_steps": int(result.metrics.get("epoch_steps", per)), "steps": steps,
+            "steps": steps,
             "step_s": sum(e["epoch_time_s"] for e in epochs) / max(1, sum(e["epoch_steps"] for e in epochs)),
             "batch_size": cfg.train.batch_size, "samples_seen": steps * cfg.train.batch_size,
             "train_wall_s": time.perf_counter() - t0, "final_loss": result.metrics.get("epoch_loss"),
@@ -162,8 +162,9 @@ def table(modality: str, result: dict[str, Any], facts: dict[str, Any]) -> str:
 
     lines = [f"== {modality}: {facts['samples_seen']} training samples in {facts['train_wall_s'] / 60:.1f} min "
              f"({facts['steps']} steps × batch {facts['batch_size']} in {facts['epochs']} epochs of up to "
-             f"{facts['steps_per_epoch']}, {facts['step_s']:.2f} s/step, the loop {facts['loop_s'] / 60:.1f} min)" + (f"; embeddings averaged over {facts['views']} symmetry views "
-                                                  "(random init too)" if facts.get("views", 1) > 1 else ""),
+             f"{facts['steps_per_epoch']}, {facts['step_s']:.2f} s/step, the loop {facts['loop_s'] / 60:.1f} min)"
+             + (f"; embeddings averaged over {facts['views']} symmetry views (random init too)"
+                if facts.get("views", 1) > 1 else ""),
              format_table(result, confusion=True)]
     for g in goals(modality, result):
         lines.append(f"goal {g['metric']} >= {g['goal']:.2f}: {g['value']:.3f} ({g['margin'] * 100:+.1f} points); "

@@ -44,7 +44,7 @@ class SimCLR(SSLMethod):
         gather_distributed: None = decide from ``torch.distributed.is_available()``.
         joint_views: pass both views through the encoder and head as one batch of 2B, as SimCLR's own
             implementation does, so BatchNorm normalises over both views together; False: one pass per view, as
-            lightly's examples do. One pass of 2B is cheaper than two of B on a CPU (larger convolutions).
+            lightly's examples do.
 
     Shape: x0, x1 (B, *sample_shape) -> loss (), z (B, proj_out_dim).
     """

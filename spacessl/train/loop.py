@@ -243,26 +243,16 @@ class _Rank0:
 # ------------------------------------------------------------------------------------------------- the loop
 
 
-def _all_max(value: float, device: torch.device) -> float:
-    """Largest of a float over all workers (the value itself without a process group)."""
+def _all_reduce(value: float, device: torch.device, op: str = "mean") -> float:
+    """Mean (``op="mean"``) or largest (``"max"``) of a float over all workers; the value itself without a process
+    group."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return value
     t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
-
-
-def _all_mean(value: float, device: torch.device) -> float:
-    """Mean of a float over all workers (the value itself without a process group)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item()) / dist.get_world_size()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return float(t.item()) / (dist.get_world_size() if op == "mean" else 1)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
@@ -343,7 +333,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     # every worker's stream has its own shuffle seed each epoch
     work = [EpochWork(e, dataclasses.replace(plans[e], steps=steps), seed * 7919 + e * world + rank)
             for e in range(start_epoch, cfg.train.epochs)]
-    _all_max(0.0, device)  # every worker starts its clock here, after rank 0's set-up (an all-reduce waits for all)
+    # every worker starts its clock here, after rank 0's set-up: the all-reduce waits for all of them
+    _all_reduce(0.0, device, "max")
     clock0 = time.perf_counter() - scheduler.elapsed_s  # training time so far counts against the budget
     stop = budget_s is not None and scheduler.elapsed_s >= budget_s
     if stop and rank == 0:
@@ -370,7 +361,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                 global_step += 1
                 win_steps += 1
                 if budget_s is not None and (world == 1 or global_step % BUDGET_SYNC_STEPS == 0):
-                    scheduler.elapsed_s = _all_max(time.perf_counter() - clock0, device)
+                    scheduler.elapsed_s = _all_reduce(time.perf_counter() - clock0, device, "max")
                     stop = scheduler.elapsed_s >= budget_s
                 scheduler.step()  # the next step's rate, from the time just shared (0 once the budget is spent)
                 if rank == 0 and (global_step % cfg.train.log_every_steps == 0):
@@ -390,11 +381,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             done = global_step - epoch_step0  # steps, fewer than ``steps`` when the budget ran out mid-epoch
             if rank == 0 and std_n == 0:
                 std_sum, std_n = embedding_std(out["z"]), 1
-            epoch_loss = _all_mean(float(loss_sum) / done, device)
+            epoch_loss = _all_reduce(float(loss_sum) / done, device)
             metrics: dict[str, Any] = {"epoch": epoch, "global_step": global_step, "epoch_loss": epoch_loss,
                                        "start_epoch": start_epoch, "epoch_time_s": train_s, "epoch_steps": done,
                                        "epoch_samples_per_s": done * cfg.train.batch_size / train_s,
-                                       "train_elapsed_s": _all_max(time.perf_counter() - clock0, device)}
+                                       "train_elapsed_s": _all_reduce(time.perf_counter() - clock0, device, "max")}
             if rank == 0:
                 std = std_sum / std_n
                 # SpaceSSL's collapse level max(0, 1 - sqrt(P)·std), from the epoch's mean std of normalised z

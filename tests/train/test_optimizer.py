@@ -18,7 +18,8 @@ def _cfg(optimizer: str) -> Config:
 def _net() -> nn.Module:
     """No bias before the BatchNorm: its true gradient is 0, and Adam would scale the rounding noise up to lr."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv1d(3, 8, 5, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 28, 4))
+    return nn.Sequential(nn.Conv1d(3, 8, 5, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(8 * 28, 4))
 
 
 @pytest.mark.parametrize("optimizer, reference", [
