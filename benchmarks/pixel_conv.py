@@ -1,0 +1,113 @@
+"""What single-pixel convolutions save: ResNet-18 with its 1 x 1-output convolutions as matrix products against
+the same network with plain ``nn.Conv2d`` everywhere.
+
+    python benchmarks/pixel_conv.py [--repeats 12] [--batch 64] [--device cpu|cuda] [--threads N]
+
+Three encoders, each built twice from the same weights (``ResNet18Encoder(single_pixel_convs=True|False)``):
+
+- ``s2d64``: the quality benchmark's image encoder, 64 px frames through the space-to-depth stem (last stage 1 x 1),
+- ``plain32``: plain ResNet-18 at 32 px (last stage 1 x 1),
+- ``plain64``: plain ResNet-18 at 64 px (last stage 2 x 2, nothing to change: the control, ratio ~1).
+
+For each it times, interleaved so that a drift of the machine's speed hits both alike, (1) the encoder alone:
+forward and backward of one batch of single-channel frames; (2) the whole training step of the quality benchmark's
+image recipe: two ``allsky`` views, SimCLR (projection 512/128, NT-Xent at temperature 0.2), backward and fused
+AdamW (:func:`spacessl.train.loop.train_step`). Prints the median milliseconds of each and the ratio plain /
+single-pixel (> 1: the single-pixel network is that many times faster). Both compute the same result and gradients
+to float rounding (``tests/models/test_pixel_conv.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spacessl.augment import build_augment  # noqa: E402
+from spacessl.models.encoders import ResNet18Encoder  # noqa: E402
+from spacessl.models.registry import build_method  # noqa: E402
+from spacessl.train.loop import train_step  # noqa: E402
+
+#: name -> (space-to-depth factor, input side in px)
+ENCODERS = {"s2d64": (2, 64), "plain32": (1, 32), "plain64": (1, 64)}
+#: the quality benchmark's image recipe: AdamW at 0.002 per 256, weight decay 1e-4
+LR, WEIGHT_DECAY = 0.002, 1e-4
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved(fns: dict[str, object], repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each callable, called in turn ``repeats`` times after one untimed call each."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(repeats + 1):
+        for name, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            if i:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def build(factor: int, single_pixel: bool, state: dict | None, device: torch.device) -> torch.nn.Module:
+    encoder = ResNet18Encoder(1, space_to_depth=factor, single_pixel_convs=single_pixel)
+    if state is not None:
+        encoder.load_state_dict(state)
+    return encoder.to(device).train()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=12)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"single-pixel convolutions on {device} ({torch.get_num_threads()} threads), batch {args.batch}, "
+          f"median of {args.repeats}")
+    print(f"{'encoder':<8} {'what':<14} {'plain ms':>9} {'single-pixel ms':>16} {'plain/single-pixel':>19}")
+    for name, (factor, side) in ENCODERS.items():
+        torch.manual_seed(0)
+        plain = build(factor, False, None, device)
+        fast = build(factor, True, plain.state_dict(), device)
+        g = torch.Generator(device=device).manual_seed(0)
+        x = torch.rand(args.batch, 1, side, side, generator=g, device=device)
+
+        def pass_of(encoder: torch.nn.Module):
+            return lambda: encoder(x).square().mean().backward()
+
+        t = interleaved({"plain": pass_of(plain), "fast": pass_of(fast)}, args.repeats, device)
+        print(f"{name:<8} {'encoder pass':<14} {t['plain'] * 1e3:>9.1f} {t['fast'] * 1e3:>16.1f} "
+              f"{t['plain'] / t['fast']:>19.2f}", flush=True)
+
+        augment = build_augment("image", "allsky")
+        steps = {}
+        for key, encoder in (("plain", plain), ("fast", fast)):
+            method = build_method("simclr", encoder=encoder, proj_hidden_dim=512, proj_out_dim=128,
+                                  temperature=0.2).to(device).train()
+            opt = torch.optim.AdamW(method.parameters(), lr=LR * args.batch / 256, weight_decay=WEIGHT_DECAY,
+                                    fused=True)
+            gen = torch.Generator(device=device).manual_seed(1)
+            steps[key] = (lambda m=method, o=opt, r=gen: train_step(m, x, augment=augment, generator=r, optimizer=o,
+                                                                    scheduler=None))
+        t = interleaved(steps, args.repeats, device)
+        print(f"{name:<8} {'training step':<14} {t['plain'] * 1e3:>9.1f} {t['fast'] * 1e3:>16.1f} "
+              f"{t['plain'] / t['fast']:>19.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
