@@ -19,6 +19,7 @@ Waveforms (B, C, T), counts or physical units:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -234,18 +235,47 @@ def percentile_stretch(x: Tensor, percentiles: tuple[float, float], mask: Tensor
     n = flat.shape[1]
     if n == 0:
         raise SpacesslError("the field of view holds no pixel; check fov_radius")
-    ordered = flat.sort(dim=1).values
-    bounds = []
+    ranks, fracs = [], []
     for p in percentiles:
         pos = p / 100.0 * (n - 1)
         i0 = int(math.floor(pos))
-        i1 = min(i0 + 1, n - 1)
-        frac = pos - i0
-        bounds.append(ordered[:, i0] * (1.0 - frac) + ordered[:, i1] * frac)
+        ranks += [i0, min(i0 + 1, n - 1)]
+        fracs.append(pos - i0)
+    stats = order_statistics(flat, ranks)
+    bounds = [stats[:, 2 * j] * (1.0 - f) + stats[:, 2 * j + 1] * f for j, f in enumerate(fracs)]
     lo = bounds[0].view(b, c, 1, 1)
     span = (bounds[1] - bounds[0]).view(b, c, 1, 1)
     y = (x - lo) / torch.where(span > 0, span, torch.ones_like(span))
     return torch.where(span > 0, y, torch.zeros_like(y)).clamp_(0.0, 1.0)
+
+
+def order_statistics(x: Tensor, ranks: Sequence[int]) -> Tensor:
+    """The ``ranks``-th smallest values of each row, as ``x.sort(dim=1).values[:, ranks]`` gives them.
+
+    Each rank is taken from the nearer end of the row with one ``topk`` per end, so percentiles near 0 and 100
+    (a stretch's 1st and 99.5th) cost a partial selection instead of a full sort; the whole stretch of 64 frames of
+    64 px takes 3.7 x less time on one CPU thread (benchmarks/percentile_stretch.py).
+
+    Args:
+        x: (R, N) float.
+        ranks: 0-based ranks, each in [0, N).
+
+    Returns:
+        (R, len(ranks)), x's dtype.
+    """
+    n = x.shape[1]
+    if any(not 0 <= r < n for r in ranks):
+        raise ValueError(f"ranks must lie in [0, {n}), got {list(ranks)}")
+    low = [r for r in ranks if r < n - 1 - r]
+    high = [r for r in ranks if r >= n - 1 - r]
+    columns: dict[int, Tensor] = {}
+    if low:  # smallest first: column j is rank j
+        smallest = x.topk(max(low) + 1, dim=1, largest=False, sorted=True).values
+        columns.update({r: smallest[:, r] for r in low})
+    if high:  # largest first: column j is rank n - 1 - j
+        largest = x.topk(n - min(high), dim=1, largest=True, sorted=True).values
+        columns.update({r: largest[:, n - 1 - r] for r in high})
+    return torch.stack([columns[r] for r in ranks], dim=1)
 
 
 def _to_float_tensor(x: np.ndarray | Tensor) -> Tensor:
@@ -257,4 +287,4 @@ def _to_float_tensor(x: np.ndarray | Tensor) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
-__all__ = ["MODALITIES", "NORMALIZATIONS", "STRETCHES", "Preprocess", "percentile_stretch"]
+__all__ = ["MODALITIES", "NORMALIZATIONS", "STRETCHES", "Preprocess", "order_statistics", "percentile_stretch"]

@@ -123,6 +123,21 @@ def test_percentile_stretch_matches_numpy_inside_the_field_of_view():
     assert np.all(x[..., ~inside] == 0)
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 3217])
+def test_order_statistics_match_a_full_sort(n):
+    from spacessl.augment.preprocess import order_statistics
+
+    rng = np.random.default_rng(n)
+    # integer values: many ties, as uint16 frames have
+    x = torch.from_numpy(rng.integers(0, 50, size=(5, n)).astype(np.float32))
+    ordered = x.sort(dim=1).values
+    ranks = sorted({0, n - 1, n // 2, (n - 1) // 2, n // 100, n - 1 - n // 200, min(n - 1, 1)})
+    ranks = ranks + ranks[::-1]  # any order, repeats allowed
+    torch.testing.assert_close(order_statistics(x, ranks), ordered[:, ranks], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="ranks must lie in"):
+        order_statistics(x, [n])
+
+
 def test_percentile_stretch_removes_exposure_and_keeps_flat_frames_dark():
     rng = np.random.default_rng(5)
     sky = rng.gamma(2.0, 100.0, size=(1, 1, 32, 32))
