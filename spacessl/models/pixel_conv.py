@@ -4,7 +4,7 @@ Deep in a ResNet the feature maps of small inputs shrink to one pixel: ResNet-18
 at 32 px input (and behind the space-to-depth stem at 64 px). A 3 x 3 convolution with padding 1 over a 1 x 1 map
 sees eight padded zeros and one real pixel, so only the kernel's centre tap contributes: the convolution is a
 linear layer over the channels. oneDNN still runs it as a full convolution, and its backward pass over such maps
-is slow on a CPU (about 5 x the forward pass; ``benchmarks/pixel_conv.py`` measures the difference).
+is slow on a CPU (about 4 x the forward pass; ``benchmarks/pixel_conv.py`` measures the difference).
 
 :class:`SinglePixelConv2d` is an ``nn.Conv2d`` that, whenever its output is 1 x 1, multiplies the part of the
 input that the kernel covers with the taps that cover it, and runs the ordinary convolution otherwise. The result
@@ -28,8 +28,8 @@ class SinglePixelConv2d(nn.Conv2d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        window = self.single_pixel_window(x.shape[-2], x.shape[-1])
-        if window is None:
+        window = self.single_pixel_window(x.shape[-2], x.shape[-1]) if x.dim() == 4 else None
+        if window is None:  # larger outputs, and unbatched (C, H, W) inputs
             return super().forward(x)
         (rows, cols), (ph, pw) = window
         n = x.shape[0]

@@ -52,6 +52,12 @@ def test_matches_the_convolution_in_value_and_gradient(conv_kw, side, single):
         torch.testing.assert_close(fast.bias.grad, reference.bias.grad, rtol=1e-5, atol=1e-5)
 
 
+def test_unbatched_input_runs_the_convolution():
+    reference, fast = _pair(in_channels=4, out_channels=3, kernel_size=3, padding=1)
+    x = torch.randn(4, 1, 1)
+    torch.testing.assert_close(fast(x), reference(x))
+
+
 def test_taps_that_meet_only_padding_get_no_gradient():
     _, fast = _pair(in_channels=4, out_channels=4, kernel_size=3, padding=1)
     fast(torch.randn(2, 4, 1, 1)).sum().backward()
