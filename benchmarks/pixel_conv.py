@@ -66,6 +66,22 @@ def build(factor: int, single_pixel: bool, state: dict | None, device: torch.dev
     return encoder.to(device).train()
 
 
+def recipe_steps(encoders: dict[str, torch.nn.Module], x: torch.Tensor,
+                 device: torch.device) -> dict[str, object]:
+    """One training step of the quality benchmark's image recipe per encoder, on the batch ``x`` (B, 1, H, W):
+    two ``allsky`` views, SimCLR (projection 512/128, NT-Xent at temperature 0.2), backward, fused AdamW."""
+    augment = build_augment("image", "allsky")
+    steps = {}
+    for key, encoder in encoders.items():
+        method = build_method("simclr", encoder=encoder, proj_hidden_dim=512, proj_out_dim=128,
+                              temperature=0.2).to(device).train()
+        opt = torch.optim.AdamW(method.parameters(), lr=LR * x.shape[0] / 256, weight_decay=WEIGHT_DECAY, fused=True)
+        gen = torch.Generator(device=device).manual_seed(1)
+        steps[key] = (lambda m=method, o=opt, r=gen: train_step(m, x, augment=augment, generator=r, optimizer=o,
+                                                                scheduler=None))
+    return steps
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=12)
@@ -93,16 +109,7 @@ def main() -> int:
         print(f"{name:<8} {'encoder pass':<14} {t['plain'] * 1e3:>9.1f} {t['fast'] * 1e3:>16.1f} "
               f"{t['plain'] / t['fast']:>19.2f}", flush=True)
 
-        augment = build_augment("image", "allsky")
-        steps = {}
-        for key, encoder in (("plain", plain), ("fast", fast)):
-            method = build_method("simclr", encoder=encoder, proj_hidden_dim=512, proj_out_dim=128,
-                                  temperature=0.2).to(device).train()
-            opt = torch.optim.AdamW(method.parameters(), lr=LR * args.batch / 256, weight_decay=WEIGHT_DECAY,
-                                    fused=True)
-            gen = torch.Generator(device=device).manual_seed(1)
-            steps[key] = (lambda m=method, o=opt, r=gen: train_step(m, x, augment=augment, generator=r, optimizer=o,
-                                                                    scheduler=None))
+        steps = recipe_steps({"plain": plain, "fast": fast}, x, device)
         t = interleaved(steps, args.repeats, device)
         print(f"{name:<8} {'training step':<14} {t['plain'] * 1e3:>9.1f} {t['fast'] * 1e3:>16.1f} "
               f"{t['plain'] / t['fast']:>19.2f}", flush=True)
