@@ -31,9 +31,13 @@ class ChannelsLastMaxPool2d(nn.MaxPool2d):
         if (x.device.type != "cpu" or x.dim() != 4 or self.return_indices
                 or not x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             return super().forward(x)
-        pair = nn.modules.utils._pair
-        return _ChannelsLastMaxPool.apply(x, pair(self.kernel_size), pair(self.stride or self.kernel_size),
-                                          pair(self.padding), pair(self.dilation), self.ceil_mode)
+        return _ChannelsLastMaxPool.apply(x, _pair(self.kernel_size), _pair(self.stride or self.kernel_size),
+                                          _pair(self.padding), _pair(self.dilation), self.ceil_mode)
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    """A pooling argument as (height, width)."""
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 class _ChannelsLastMaxPool(torch.autograd.Function):

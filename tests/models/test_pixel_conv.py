@@ -124,3 +124,14 @@ def test_use_single_pixel_convs_counts_and_keeps_parameters():
     assert [id(p) for p in net.parameters()] == before
     assert type(net[3]) is nn.Conv1d
     assert use_single_pixel_convs(net) == 0  # already changed
+
+
+def test_encoder_exports_with_its_faster_layers():
+    """``torch.export`` (MLflow's pt2 format) traces the single-pixel products and the channels-last pooling and
+    gives the module's embedding; a failed export would silently fall back to the pickle format."""
+    torch.manual_seed(0)
+    encoder = ResNet18Encoder(1, space_to_depth=2).eval()
+    x = torch.rand(2, 1, 64, 64)
+    program = torch.export.export(encoder, (x,))  # as mlflow.pytorch.log_model does, gradients on
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), encoder(x), rtol=1e-5, atol=1e-5)
