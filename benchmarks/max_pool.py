@@ -24,7 +24,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pixel_conv import interleaved, recipe_steps  # noqa: E402
+from pixel_conv import recipe_steps  # noqa: E402
+from timing import interleaved  # noqa: E402
 
 from spacessl.models.encoders import ResNet18Encoder  # noqa: E402
 from spacessl.models.max_pool import ChannelsLastMaxPool2d  # noqa: E402

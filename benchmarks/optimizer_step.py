@@ -19,14 +19,14 @@ training step loses (``benchmarks/train_throughput.py`` times whole steps).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import interleaved  # noqa: E402
 
 from spacessl.models import build_encoder, build_method  # noqa: E402
 
@@ -46,18 +46,7 @@ def time_steps(method: torch.nn.Module, optimiser: str, repeats: int, device: to
     for p in params:
         p.grad = torch.randn(p.shape, generator=g, device=device) * 1e-3
     opts = {name: cls(params, **kwargs, **extra) for name, extra in IMPLEMENTATIONS.items()}
-    times: dict[str, list[float]] = {name: [] for name in opts}
-    for i in range(repeats + 1):
-        for name, opt in opts.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i:
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return interleaved({name: opt.step for name, opt in opts.items()}, repeats, device)
 
 
 def main() -> int:

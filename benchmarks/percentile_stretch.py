@@ -5,23 +5,24 @@
 ``data.stretch: percentile`` scales every frame between its 1st and 99.5th percentile inside the field of view,
 in the data path of training (one loader process, one torch thread) and of ``spacessl embed``.
 :func:`spacessl.augment.preprocess.percentile_stretch` takes the four order statistics it needs with one
-``topk`` from each end of the row (:func:`~spacessl.augment.preprocess.order_statistics`); the reference here is the
-same function with the order statistics read from a full ``sort`` of each frame, as it was before. Frames of 64 and 256 px with the field-of-view
-mask, interleaved; prints the median milliseconds per batch and the ratio sort / topk (> 1: that many times
-faster). Both give the same result exactly (the same order statistics).
+``topk`` from each end of the row (:func:`~spacessl.augment.preprocess.order_statistics`); the reference here is
+the same function with the order statistics read from a full ``sort`` of each frame, as it was before. Frames of
+64 and 256 px with the field-of-view mask, interleaved after one untimed call each; prints the median milliseconds
+per batch and the ratio sort / topk (> 1: that many times faster). Both give the same result exactly (the same
+order statistics).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import interleaved  # noqa: E402
 
 import spacessl.augment.preprocess as preprocess  # noqa: E402
 from spacessl.augment.images import fov_mask  # noqa: E402
@@ -63,13 +64,7 @@ def main() -> int:
                "topk": lambda: percentile_stretch(x, PERCENTILES, mask)}
         if not torch.equal(fns["sort"](), fns["topk"]()):
             raise SystemExit(f"the two stretches differ at {side} px")
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for _ in range(args.repeats):
-            for k, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
-        ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        ms = {k: v * 1e3 for k, v in interleaved(fns, args.repeats).items()}
         print(f"{side:>7} {ms['sort']:>8.1f} {ms['topk']:>8.1f} {ms['sort'] / ms['topk']:>10.2f}", flush=True)
     return 0
 

@@ -20,14 +20,14 @@ to float rounding (``tests/models/test_pixel_conv.py``).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import interleaved  # noqa: E402
 
 from spacessl.augment import build_augment  # noqa: E402
 from spacessl.models.encoders import ResNet18Encoder  # noqa: E402
@@ -38,25 +38,6 @@ from spacessl.train.loop import train_step  # noqa: E402
 ENCODERS = {"s2d64": (2, 64), "plain32": (1, 32), "plain64": (1, 64)}
 #: the quality benchmark's image recipe: AdamW at 0.002 per 256, weight decay 1e-4
 LR, WEIGHT_DECAY = 0.002, 1e-4
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def interleaved(fns: dict[str, object], repeats: int, device: torch.device) -> dict[str, float]:
-    """Median seconds of each callable, called in turn ``repeats`` times after one untimed call each."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for i in range(repeats + 1):
-        for name, fn in fns.items():
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            if i:
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def build(factor: int, single_pixel: bool, state: dict | None, device: torch.device) -> torch.nn.Module:
