@@ -12,6 +12,7 @@ bias). Every paused process is resumed before the script ends, whatever happens.
     python benchmarks/ray_background.py --config configs/demo_aurora.yaml --steps 450 --set model.encoder=resnet18_s2d
     python benchmarks/ray_background.py ... --control
     python benchmarks/ray_background.py ... --niceness 0     # the worker at the priority of Ray's own processes
+    python benchmarks/ray_background.py ... --only log_monitor    # pause only these (command line contains)
     python benchmarks/ray_background.py ... --env LOG_NAME_UPDATE_INTERVAL_S=5    # Ray started with these variables
 """
 
@@ -69,8 +70,9 @@ def worker_steps(config: dict) -> list[tuple[float, float]]:
     return times
 
 
-def session_processes(exclude: set[int]):
-    """This driver's descendants (the Ray session it started) other than the pids in ``exclude`` and theirs."""
+def session_processes(exclude: set[int], only: list[str] | None = None):
+    """This driver's descendants (the Ray session it started) other than the pids in ``exclude`` and theirs; with
+    ``only``, just those whose command line contains one of these strings."""
     import psutil
 
     skip = set(exclude)
@@ -78,19 +80,32 @@ def session_processes(exclude: set[int]):
     for p in procs:
         if p.pid in exclude:
             skip.update(c.pid for c in p.children(recursive=True))
-    return [p for p in procs if p.pid not in skip]
+    procs = [p for p in procs if p.pid not in skip]
+    if only:
+        procs = [p for p in procs if any(key in _command(p) for key in only)]
+    return procs
 
 
-def alternate(phase_s: float, started: Path, done: Path, pause: bool, phases: list[tuple[float, float]]) -> None:
+def _command(proc) -> str:
+    """A process's command line as one string; empty once it has gone."""
+    import psutil
+
+    try:
+        return " ".join(proc.cmdline() or [])
+    except psutil.Error:
+        return ""
+
+
+def alternate(phase_s: float, started: Path, done: Path, pause: bool, phases: list[tuple[float, float]],
+              only: list[str] | None = None) -> None:
     """Paused / running phases from ``started`` until ``done`` exists; appends each paused phase's (start, end)."""
     import psutil
 
     while not started.exists():
         time.sleep(0.1)
-    workers = [p.pid for p in psutil.Process().children(recursive=True)
-               if "RayTrainWorker" in " ".join(p.cmdline() or [])]
+    workers = [p.pid for p in psutil.Process().children(recursive=True) if "RayTrainWorker" in _command(p)]
     while not done.exists():
-        procs = session_processes(set(workers))
+        procs = session_processes(set(workers), only)
         t0 = time.time()
         try:
             if pause:
@@ -133,6 +148,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=300, help="timed steps in the worker")
     p.add_argument("--phase", type=float, default=6.0, help="seconds of each paused and each running phase")
     p.add_argument("--control", action="store_true", help="alternate the phases without pausing anything")
+    p.add_argument("--only", nargs="*", default=[], metavar="TEXT",
+                   help="pause only the processes whose command line contains one of these (e.g. log_monitor)")
     p.add_argument("--niceness", type=int, default=15,
                    help="the worker's niceness over Ray's own processes (RAY_worker_niceness; Ray's default 15)")
     p.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="variables Ray is started with")
@@ -161,14 +178,15 @@ def main() -> int:
         started, done = tmp / "started", tmp / "done"
         print(f"config {args.config}: {cfg.model.method} {cfg.model.encoder}, batch {cfg.train.batch_size}, "
               f"input {cfg.data.input_size or 'archive size'}; {'control' if args.control else 'pausing'} Ray's "
-              f"other processes in phases of {args.phase:g} s; worker niceness +{args.niceness}; "
+              f"{'processes matching ' + ' '.join(args.only) if args.only else 'other processes'} in phases of "
+              f"{args.phase:g} s; worker niceness +{args.niceness}; "
               f"env {' '.join(args.env) or '(none)'}")
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
               f"load average at start {os.getloadavg()[0]:.1f}")
         phases: list[tuple[float, float]] = []
         connect_ray()
         try:
-            thread = threading.Thread(target=alternate, args=(args.phase, started, done, not args.control, phases),
+            thread = threading.Thread(target=alternate, args=(args.phase, started, done, not args.control, phases, args.only),
                                       daemon=True)
             thread.start()
             result = TorchTrainer(
@@ -189,7 +207,8 @@ def main() -> int:
         print("too few steps inside the phases: raise --steps or lower --phase")
         return 1
     mp, mr = statistics.median(paused), statistics.median(running)
-    label = "not paused (control)" if args.control else "Ray's other processes paused"
+    paused_what = " ".join(args.only) if args.only else "Ray's other processes"
+    label = "not paused (control)" if args.control else f"{paused_what} paused"
     print(f"{label:40s} {len(paused):4d} steps, median {mp * 1000:7.1f} ms")
     print(f"{'Ray running beside the step':40s} {len(running):4d} steps, median {mr * 1000:7.1f} ms")
     print(f"running / paused: {mr / mp:.3f}   ({len(phases)} phases; load average at end {os.getloadavg()[0]:.1f})")
