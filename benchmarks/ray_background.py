@@ -98,10 +98,11 @@ def _command(proc) -> str:
 
 def alternate(phase_s: float, started: Path, done: Path, pause: bool, phases: list[tuple[float, float]],
               only: list[str] | None = None) -> None:
-    """Paused / running phases from ``started`` until ``done`` exists; appends each paused phase's (start, end)."""
+    """Paused / running phases from ``started`` until ``done`` exists; appends each paused phase's (start, end).
+    Every process it paused runs again when it returns."""
     import psutil
 
-    while not started.exists():
+    while not (started.exists() or done.exists()):
         time.sleep(0.1)
     workers = [p.pid for p in psutil.Process().children(recursive=True) if "RayTrainWorker" in _command(p)]
     while not done.exists():
@@ -109,20 +110,23 @@ def alternate(phase_s: float, started: Path, done: Path, pause: bool, phases: li
         t0 = time.time()
         try:
             if pause:
-                for p in procs:
-                    try:
-                        p.send_signal(signal.SIGSTOP)
-                    except psutil.Error:
-                        pass
+                _send(procs, signal.SIGSTOP)
             time.sleep(phase_s)
         finally:
-            for p in procs:
-                try:
-                    p.send_signal(signal.SIGCONT)
-                except psutil.Error:
-                    pass
+            _send(procs, signal.SIGCONT)
         phases.append((t0, time.time()))
         time.sleep(phase_s)
+
+
+def _send(procs, sig: int) -> None:
+    """Send ``sig`` to each process that is still there."""
+    import psutil
+
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except psutil.Error:
+            pass
 
 
 def split_steps(times: list[tuple[float, float]], phases: list[tuple[float, float]],
@@ -170,6 +174,7 @@ def main() -> int:
     from spacessl.train.run import connect_ray
     from train_throughput import synthetic_archive
 
+    paused_what = " ".join(args.only) if args.only else "Ray's other processes"
     cfg = load_config(args.config, args.set)
     cfg.runtime.cpus_per_worker = float(os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="spacessl-raybg-") as d:
@@ -177,18 +182,17 @@ def main() -> int:
         cfg.data.archive = args.archive or synthetic_archive(tmp / "bench.zarr", cfg)
         started, done = tmp / "started", tmp / "done"
         print(f"config {args.config}: {cfg.model.method} {cfg.model.encoder}, batch {cfg.train.batch_size}, "
-              f"input {cfg.data.input_size or 'archive size'}; {'control' if args.control else 'pausing'} Ray's "
-              f"{'processes matching ' + ' '.join(args.only) if args.only else 'other processes'} in phases of "
-              f"{args.phase:g} s; worker niceness +{args.niceness}; "
+              f"input {cfg.data.input_size or 'archive size'}; {'control' if args.control else 'pausing'} "
+              f"{paused_what} in phases of {args.phase:g} s; worker niceness +{args.niceness}; "
               f"env {' '.join(args.env) or '(none)'}")
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
               f"load average at start {os.getloadavg()[0]:.1f}")
         phases: list[tuple[float, float]] = []
         connect_ray()
+        thread = threading.Thread(target=alternate, daemon=True,
+                                  args=(args.phase, started, done, not args.control, phases, args.only))
+        thread.start()
         try:
-            thread = threading.Thread(target=alternate, args=(args.phase, started, done, not args.control, phases, args.only),
-                                      daemon=True)
-            thread.start()
             result = TorchTrainer(
                 worker_steps,
                 train_loop_config={"config": config_to_dict(cfg), "steps": args.steps, "started": str(started),
@@ -198,16 +202,15 @@ def main() -> int:
                 run_config=RunConfig(name="ray-background", storage_path=str(tmp / "runs"),
                                      worker_runtime_env={"env_vars": {"RAY_worker_niceness": str(args.niceness)}}),
             ).fit()
-            done.touch()
-            thread.join()
         finally:
+            done.touch()  # ends the phases and resumes what is paused, also when the run failed
+            thread.join()
             ray.shutdown()
     paused, running = split_steps(result.return_value, phases)
     if not paused or not running:
         print("too few steps inside the phases: raise --steps or lower --phase")
         return 1
     mp, mr = statistics.median(paused), statistics.median(running)
-    paused_what = " ".join(args.only) if args.only else "Ray's other processes"
     label = "not paused (control)" if args.control else f"{paused_what} paused"
     print(f"{label:40s} {len(paused):4d} steps, median {mp * 1000:7.1f} ms")
     print(f"{'Ray running beside the step':40s} {len(running):4d} steps, median {mr * 1000:7.1f} ms")
