@@ -97,6 +97,10 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     "y7_s2d64_b128_adam": ([*S2D64_ADAM, "train.batch_size=128"], 836),
     "y8_s2d64_b256_adam": ([*S2D64_ADAM, "train.batch_size=256"], 522),
     "y9_s2d64_joint_adam": ([*S2D64_ADAM, "model.joint_views=true"], 1400),
+    # MoCo v2 (a queue of 4,096 keys, key momentum 0.99) for x3's wall time: its step backpropagates one view
+    # (0.17 s against SimCLR's 0.25 s in-process), the symmetric loss both views and two key passes (~1.3 x)
+    "m1_s2d64_moco_adam": ([*S2D64_ADAM, "model.method=moco"], 2000),
+    "m2_s2d64_mocosym_adam": ([*S2D64_ADAM, "model.method=moco", "model.symmetric=true"], 1050),
 }
 #: variants trained with multi-crop (Caron et al. 2020): name -> (local views, local side px, local crop area range)
 MULTICROP: dict[str, tuple[int, int, tuple[float, float]]] = {"z1_s2d64_multicrop_adam": (4, 32, (0.1, 0.35))}

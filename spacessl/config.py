@@ -62,6 +62,12 @@ class ModelConfig(_Section):
     #: SimCLR: both views through the encoder as one batch (BatchNorm over both together, as SimCLR's own code);
     #: False: one pass per view
     joint_views: bool = False
+    #: MoCo: keys in the queue of negatives, momentum of the key encoder per step, sub-batches of its BatchNorm,
+    #: and whether both views also play the query (twice the backward cost)
+    memory_bank_size: int = Field(4096, ge=1)
+    key_momentum: float = Field(0.99, ge=0.0, lt=1.0)
+    bn_splits: int = Field(8, ge=1)
+    symmetric: bool = False
     sync_batchnorm: bool = False  #: convert BatchNorm to SyncBatchNorm under multi-GPU DDP (global batch statistics)
 
 

@@ -19,6 +19,7 @@ from spacessl.models.base import SSLMethod
 METHODS: dict[str, str] = {
     "simclr": "spacessl.models.simclr:SimCLR",
     "simsiam": "spacessl.models.simsiam:SimSiam",
+    "moco": "spacessl.models.moco:MoCo",
 }
 
 

@@ -72,13 +72,15 @@ class Components:
 def method_kwargs(cfg: Config) -> dict[str, Any]:
     """Keyword arguments of ``build_method`` from the model section; build_method keeps those the method takes.
 
-    SimCLR always gets ``gather_distributed=True``: lightly gathers projections only when a process group of more
-    than one worker exists, so under DDP the negatives come from the whole global batch.
+    SimCLR and MoCo always get ``gather_distributed=True``: lightly gathers projections (SimCLR) or keys for the
+    queue (MoCo) only when a process group of more than one worker exists, so under DDP the negatives come from
+    the whole global batch.
     """
     m = cfg.model
     return {"proj_hidden_dim": m.proj_hidden_dim, "proj_out_dim": m.proj_out_dim,
             "pred_hidden_dim": m.pred_hidden_dim, "temperature": m.temperature, "loss": m.loss,
-            "joint_views": m.joint_views, "gather_distributed": True}
+            "joint_views": m.joint_views, "memory_bank_size": m.memory_bank_size, "key_momentum": m.key_momentum,
+            "bn_splits": m.bn_splits, "symmetric": m.symmetric, "gather_distributed": True}
 
 
 def augment_params(cfg: Config, archive: Archive) -> dict[str, Any]:
@@ -130,9 +132,10 @@ def build_optimizer(cfg: Config, params, *, global_batch: int) -> torch.optim.Op
     Built with torch's fused kernel (``fused=True``: one pass over each parameter instead of one op per term of the
     update) when every parameter is a float tensor on the CPU or a CUDA device, so build it after moving the model.
     Same update to float rounding; on two CPU cores AdamW's step over ResNet-18's 11.5 M parameters takes 10 ms
-    instead of 70-80 ms, and SGD's 8 ms instead of 21 (benchmarks/optimizer_step.py).
+    instead of 70-80 ms, and SGD's 8 ms instead of 21 (benchmarks/optimizer_step.py). Parameters that take no
+    gradient (a momentum encoder's, which follows the trained weights) are left out.
     """
-    params = list(params)
+    params = [p for p in params if isinstance(p, dict) or p.requires_grad]
     lr = scaled_lr(cfg.train.lr, global_batch)
     tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
     fused = bool(tensors) and all(t.is_floating_point() and t.device.type in FUSED_DEVICES for t in tensors)
