@@ -155,6 +155,10 @@ class MoCo(SSLMethod):
         return F.normalize(batch_unshuffle(k, order, distributed=distributed).float(), dim=1)
 
     def _info_nce(self, q: Tensor, k: Tensor, queue: Tensor) -> Tensor:
+        """Cross-entropy of each query over [its key, every queued key] / temperature; q (B, P), k (B, P) unit
+        norm, queue (K, P) unit norm -> scalar. The same loss as lightly's NTXentLoss with a memory bank, written
+        out because that loss enqueues its keys as it scores: the symmetric form scores both directions against
+        the queue as it was before this batch, so that neither sees the other view's keys of its own samples."""
         q = F.normalize(q.float(), dim=1)  # (B, P)
         pos = (q * k).sum(dim=1, keepdim=True)  # (B, 1)
         neg = q @ queue.T.to(q.device)  # (B, K)
