@@ -18,6 +18,7 @@ import torch
 from lightly.models.modules import MoCoProjectionHead
 from lightly.models.modules.memory_bank import MemoryBankModule
 from lightly.models.utils import batch_shuffle, batch_unshuffle, update_momentum
+from lightly.utils import dist as lightly_dist
 from torch import Tensor, nn
 from torch import distributed as torch_dist
 from torch.nn import functional as F
@@ -67,12 +68,6 @@ def split_batchnorm(module: nn.Module, splits: int) -> nn.Module:
         else:
             split_batchnorm(child, splits)
     return module
-
-
-def _world_size() -> int:
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        return torch_dist.get_world_size()
-    return 1
 
 
 class MoCo(SSLMethod):
@@ -149,7 +144,7 @@ class MoCo(SSLMethod):
     @torch.no_grad()
     def keys(self, x: Tensor) -> Tensor:
         """Unit-norm keys of the momentum encoder, (B, *sample_shape) -> (B, proj_out_dim), in the input's order."""
-        distributed = _world_size() > 1
+        distributed = lightly_dist.world_size() > 1
         xs, order = batch_shuffle(x, distributed=distributed)
         k = self.key_projection_head(self.key_encoder(xs))
         return F.normalize(batch_unshuffle(k, order, distributed=distributed).float(), dim=1)
