@@ -416,8 +416,9 @@ def open_archive(url: str, *, require_complete: bool = True,
     except Exception as exc:  # zarr raises several types for foreign or broken metadata
         raise ArchiveFormatError(f"{url} is not a readable Zarr v3 group ({exc}); is it a Zarr v2 store or "
                                  "damaged? Re-ingest it with spacessl") from exc
-    archive = Archive(url, group, storage_options)
-    if require_complete and not archive.complete:
-        raise ArchiveFormatError(f"{url} is unfinished (complete=false, {archive.n} samples committed): rerun the "
-                                 "command that wrote it to resume, or open with require_complete=False")
-    return archive
+    attrs = dict(group.attrs)
+    # checked before the arrays, which an archive killed while it was being set up may not all have yet
+    if require_complete and "spacessl_format" in attrs and attrs.get("complete") is False:
+        raise ArchiveFormatError(f"{url} is unfinished (complete=false, {attrs.get('n')} samples committed): rerun "
+                                 "the command that wrote it to resume, or open with require_complete=False")
+    return Archive(url, group, storage_options)

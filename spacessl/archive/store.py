@@ -37,6 +37,13 @@ def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
     return fs.exists(f"{path.rstrip('/')}/zarr.json")
 
 
+def holds_other_files(url: str, storage_options: dict[str, Any] | None = None) -> bool:
+    """Whether ``url`` is a non-empty folder (or prefix) with no Zarr group at its root: files a new store there
+    would delete, so writers refuse it without --overwrite."""
+    fs, path = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
+    return not exists(url, storage_options) and fs.isdir(path) and bool(fs.ls(path, detail=False))
+
+
 def remove(url: str, storage_options: dict[str, Any] | None = None) -> None:
     """Delete everything at ``url`` (used only with --overwrite)."""
     fs, path = fsspec.core.url_to_fs(str(url), **(storage_options or {}))

@@ -70,8 +70,9 @@ class _StringTable:
         if create:
             g = group.require_group(f"tables/{field}")
             self.utf8 = g.create_array("utf8", shape=(0,), chunks=(1 << 20,), dtype="uint8",
-                                       compressors=BloscCodec(cname="zstd", clevel=3))
-            self.offsets = g.create_array("offsets", shape=(1,), chunks=(1 << 16,), dtype="int64", fill_value=0)
+                                       compressors=BloscCodec(cname="zstd", clevel=3), overwrite=True)
+            self.offsets = g.create_array("offsets", shape=(1,), chunks=(1 << 16,), dtype="int64", fill_value=0,
+                                          overwrite=True)
             self.offsets[:] = np.zeros(1, dtype=np.int64)
         else:
             self.utf8 = group[f"tables/{field}/utf8"]
@@ -185,35 +186,41 @@ class ArchiveWriter:
             else:
                 self._resume(group, attrs)
                 return
-        elif st.is_local(self.url) and os.path.isdir(st.local_path(self.url)) and os.listdir(st.local_path(self.url)):
+        elif st.holds_other_files(self.url, self.storage_options):
             if not overwrite:
                 raise ArchiveExistsError(f"{self.url} is a non-empty folder that is not a Zarr archive; "
                                          "choose another output path or pass --overwrite")
-            st.remove(self.url)
+            st.remove(self.url, self.storage_options)
         self._create()
 
-    def _create(self) -> None:
-        group = zarr.open_group(store=st.make_store(self.url, read_only=False,
-                                                    storage_options=self.storage_options),
-                                mode="w", zarr_format=3)
+    def _create(self, group: zarr.Group | None = None) -> None:
+        """Set up an empty archive, or (``group``) set up again in place one that committed nothing.
+
+        The group's first write already carries the format marker and an empty resume state, and a set-up in place
+        keeps it, so a kill at any moment leaves either nothing or an unfinished archive that `_resume` sets up again.
+        """
+        tables = [name for name, kind in self.meta_fields.items() if kind == STR]
+        attrs = {"spacessl_format": FORMAT_VERSION, "complete": False, "n": 0, **self.layout, **self.user_attrs,
+                 "_writer": {"input_index": 0, "offset": 0, "rejects": 0, "tables": {k: [0, 0] for k in tables}}}
+        if attrs["label_names"] is None:
+            del attrs["label_names"]
+        if group is None:
+            group = zarr.open_group(store=st.make_store(self.url, read_only=False,
+                                                        storage_options=self.storage_options),
+                                    mode="w", zarr_format=3, attributes=attrs)
+        else:
+            group.attrs.put(attrs)
         shape = self.sample_shape
         group.create_array("samples", shape=(0, *shape), chunks=(self.chunk_size, *shape), dtype=self.dtype,
                            compressors=self._compressor, fill_value=0,
-                           dimension_names=["sample", *self.layout["dims"]])
+                           dimension_names=["sample", *self.layout["dims"]], overwrite=True)
         meta_chunk = self.chunk_size * self.layout["shard_chunks"]
         for name, kind in self.meta_fields.items():
             group.create_array(f"meta/{name}", shape=(0,), chunks=(meta_chunk,), dtype=code_dtype(kind),
                                compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
-                               fill_value=-1 if name == "label" else 0, dimension_names=["sample"])
+                               fill_value=-1 if name == "label" else 0, dimension_names=["sample"], overwrite=True)
         self.group = group
-        self.tables = {name: _StringTable(group, name, create=True)
-                       for name, kind in self.meta_fields.items() if kind == STR}
-        attrs = {"spacessl_format": FORMAT_VERSION, "complete": False, "n": 0, **self.layout, **self.user_attrs,
-                 "_writer": {"input_index": 0, "offset": 0, "rejects": 0,
-                             "tables": {k: [0, 0] for k in self.tables}}}
-        if attrs["label_names"] is None:
-            del attrs["label_names"]
-        group.attrs.put(attrs)
+        self.tables = {name: _StringTable(group, name, create=True) for name in tables}
         self.n = 0
         self.cursor = (0, 0)
         self._rejects_committed = 0
@@ -232,6 +239,9 @@ class ArchiveWriter:
         state = attrs.get("_writer")
         if not state:
             raise ArchiveFormatError(f"{self.url} is incomplete but has no resume state; pass --overwrite")
+        if int(attrs["n"]) == 0 and (state["input_index"], state["offset"], state["rejects"]) == (0, 0, 0):
+            self._create(group)  # nothing committed, perhaps not every array created yet: nothing to lose
+            return
         self.group = group
         self.n = int(attrs["n"])
         group["samples"].resize((self.n, *self.sample_shape))

@@ -75,11 +75,14 @@ class EmbeddingsWriter:
         wanted = {"n": int(n), "dim": int(dim), "dtype": dtype, "chunk_size": int(chunk_size),
                   "shard_chunks": int(shard_chunks)}
         attrs = dict(attrs or {})
+        fresh = {"spacessl_embeddings": STORE_VERSION, "complete": False, "metric": "ip", **wanted, **attrs}
+        group = None
         if st.exists(self.url, storage_options):
             group = st.open_group(self.url, mode="r+", storage_options=storage_options)
             old = dict(group.attrs)
             if overwrite:
                 st.remove(self.url, storage_options)
+                group = None
             elif old.get("spacessl_embeddings") != STORE_VERSION:
                 raise EmbeddingsError(f"{self.url} exists and is not a spacessl embeddings store; choose another "
                                       "output or pass --overwrite")
@@ -93,18 +96,24 @@ class EmbeddingsWriter:
                     raise EmbeddingsError(
                         f"{self.url} is an unfinished embeddings store made with different settings "
                         f"({', '.join(diffs)}); rerun with the same model and archive to resume, or --overwrite")
-                self.group = group
-                self._load_attrs()
-                return
-        group = zarr.open_group(store=st.make_store(self.url, read_only=False, storage_options=storage_options),
-                                mode="w", zarr_format=3)
+                if self.done_shards():
+                    self.group = group
+                    self._load_attrs()
+                    return
+                group.attrs.put(fresh)  # no shard written, perhaps not every array made: set it up again in place
+        elif st.holds_other_files(self.url, storage_options):
+            if not overwrite:
+                raise EmbeddingsError(f"{self.url} is a non-empty folder that is not a Zarr store; choose another "
+                                      "output or pass --overwrite")
+            st.remove(self.url, storage_options)
+        if group is None:  # the first write carries the marker, so a kill during the set-up leaves it resumable
+            group = zarr.open_group(store=st.make_store(self.url, read_only=False, storage_options=storage_options),
+                                    mode="w", zarr_format=3, attributes=fresh)
         group.create_array("vectors", shape=(n, dim), chunks=(chunk_size, dim), dtype=dtype, fill_value=0,
                            compressors=BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),
-                           dimension_names=["sample", "feature"])
+                           dimension_names=["sample", "feature"], overwrite=True)
         group.create_array("ids", shape=(n,), chunks=(chunk_size * shard_chunks,), dtype="int64", fill_value=-1,
-                           dimension_names=["sample"])
-        group.attrs.put({"spacessl_embeddings": STORE_VERSION, "complete": False, "metric": "ip", **wanted,
-                         **attrs})
+                           dimension_names=["sample"], overwrite=True)
         self.group = group
         self._load_attrs()
 
@@ -241,8 +250,7 @@ def open_embeddings(url: str, *, require_complete: bool = True,
     if group.attrs.get("spacessl_embeddings") != STORE_VERSION:
         raise EmbeddingsError(f"{url} is a Zarr group but not a spacessl embeddings store (version "
                               f"{group.attrs.get('spacessl_embeddings')!r}, expected {STORE_VERSION})")
-    emb = Embeddings(url, group, storage_options)
-    if require_complete and not emb.attrs.get("complete"):
+    if require_complete and not group.attrs.get("complete"):  # before the arrays, which may not all exist yet
         raise EmbeddingsError(f"{url} is unfinished; rerun the `spacessl embed` command that writes it to finish "
                               "(finished shards are skipped)")
-    return emb
+    return Embeddings(url, group, storage_options)

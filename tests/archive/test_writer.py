@@ -73,13 +73,42 @@ def test_every_metadata_write_keeps_count_and_cursor_together(tmp_path, monkeypa
     monkeypatch.setattr(zarr.Group, "update_attributes", recording)
     produce(str(tmp_path / "a.zarr"), None, 0.0)
     rows = [0 if i % 9 == 4 else len(input_samples(i)) for i in range(N_INPUTS)]
-    assert written[0]["n"] == 0 and written[0]["_writer"]["input_index"] == 0  # created whole, in one write
     states = [w for w in written if "_writer" in w]
-    assert len(states) == 1 + sum(rows) // 7  # creation, then one write per whole chunk (close writes the rest)
+    assert len(states) == sum(rows) // 7  # one write per whole chunk (close writes the rest)
     for w in states:
         cur = w["_writer"]
         assert w["n"] == sum(rows[:cur["input_index"]]) + cur["offset"], w
     assert written[-1]["complete"] is True and written[-1]["n"] == sum(rows)
+
+
+@pytest.mark.parametrize("arrays_before_kill", [0, 1, 4])
+def test_kill_during_set_up_resumes(tmp_path, monkeypatch, arrays_before_kill):
+    """The group's first write already marks it an unfinished spacessl archive, so a kill while the arrays are being
+    created (simulated by an error after some of them) leaves a folder the same command finishes."""
+    import zarr
+
+    from tests.archive.producer import main as produce
+
+    ref, url = tmp_path / "ref.zarr", tmp_path / "resumed.zarr"
+    assert run_producer(ref) == 0
+    original, made = zarr.Group.create_array, []
+
+    def failing(self, *args, **kwargs):
+        if len(made) == arrays_before_kill:
+            raise RuntimeError("killed during set-up")
+        made.append(args or kwargs.get("name"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.Group, "create_array", failing)
+    with pytest.raises(RuntimeError, match="killed during set-up"):
+        produce(str(url), None, 0.0)
+    monkeypatch.undo()
+    attrs = json.loads((url / "zarr.json").read_text())["attributes"]
+    assert attrs["spacessl_format"] and attrs["complete"] is False and attrs["n"] == 0
+    with pytest.raises(Exception, match="unfinished"):
+        open_archive(str(url))
+    assert run_producer(url) == 0
+    assert_same(archive_content(ref), archive_content(url))
 
 
 @pytest.mark.parametrize("kill_after", [1, 8, 22, 38])
@@ -136,6 +165,18 @@ def test_complete_archive_is_never_touched_without_overwrite(tmp_path):
     w.append(np.zeros((2, 1, 6, 6), np.uint16), input_index=0, time_ns=0, source="s", origin="o")
     w.close()
     assert open_archive(str(url)).n == 2
+
+
+def test_folder_of_other_files_is_never_touched_without_overwrite(tmp_path):
+    url = tmp_path / "a.zarr"
+    url.mkdir()
+    (url / "notes.txt").write_text("field notes")
+    kw = dict(modality="image", sample_shape=(1, 6, 6), dtype="uint16", units="DN", channels=["gray"])
+    with pytest.raises(ArchiveExistsError, match="non-empty folder.*--overwrite"):
+        ArchiveWriter(str(url), **kw)
+    assert (url / "notes.txt").read_text() == "field notes"
+    ArchiveWriter(str(url), overwrite=True, **kw).close()
+    assert not (url / "notes.txt").exists() and open_archive(str(url)).n == 0
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

@@ -46,6 +46,46 @@ def test_shards_markers_and_resume(tmp_path):
     assert _writer(url, overwrite=True).done_shards() == []
 
 
+def test_kill_during_set_up_resumes(tmp_path, monkeypatch):
+    """The store's first write carries its marker: a kill before every array exists (an error after the first,
+    here) leaves a store that the same settings start afresh, and other settings are still refused."""
+    import zarr
+
+    url = tmp_path / "e.zarr"
+    original = zarr.Group.create_array
+
+    def failing(self, name, **kwargs):
+        if name == "ids":
+            raise RuntimeError("killed during set-up")
+        return original(self, name, **kwargs)
+
+    monkeypatch.setattr(zarr.Group, "create_array", failing)
+    with pytest.raises(RuntimeError, match="killed during set-up"):
+        _writer(url)
+    monkeypatch.undo()
+    with pytest.raises(EmbeddingsError, match="unfinished"):
+        open_embeddings(str(url))
+    with pytest.raises(EmbeddingsError, match="different settings"):
+        _writer(url, dim=8)
+    w = _writer(url)
+    vecs = np.arange(200, dtype=np.float32).reshape(50, 4)
+    for s in range(w.num_shards):
+        a, b = w.shard_range(s)
+        w.write_shard(s, np.arange(a, b), vecs[a:b])
+    w.close()
+    np.testing.assert_array_equal(np.concatenate([v for _, v in open_embeddings(str(url)).iter_shards()]), vecs)
+
+
+def test_folder_of_other_files_is_never_touched_without_overwrite(tmp_path):
+    url = tmp_path / "e.zarr"
+    url.mkdir()
+    (url / "notes.txt").write_text("field notes")
+    with pytest.raises(EmbeddingsError, match="non-empty folder.*--overwrite"):
+        _writer(url)
+    assert (url / "notes.txt").read_text() == "field notes"
+    assert _writer(url, overwrite=True).done_shards() == [] and not (url / "notes.txt").exists()
+
+
 def test_wrong_shard_size_is_named(tmp_path):
     w = _writer(tmp_path / "e.zarr")
     with pytest.raises(EmbeddingsError, match="shard 1"):
