@@ -38,10 +38,12 @@ def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
 
 
 def holds_other_files(url: str, storage_options: dict[str, Any] | None = None) -> bool:
-    """Whether ``url`` is a non-empty folder (or prefix) with no Zarr group at its root: files a new store there
-    would delete, so writers refuse it without --overwrite."""
+    """Whether ``url`` is a file, or a non-empty folder (or prefix) with no Zarr group at its root: what a new store
+    there would delete or fail on, so writers refuse it without --overwrite."""
     fs, path = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
-    return not exists(url, storage_options) and fs.isdir(path) and bool(fs.ls(path, detail=False))
+    if exists(url, storage_options) or not fs.exists(path):
+        return False
+    return fs.isfile(path) or bool(fs.ls(path, detail=False))
 
 
 def remove(url: str, storage_options: dict[str, Any] | None = None) -> None:

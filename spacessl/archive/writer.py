@@ -188,8 +188,8 @@ class ArchiveWriter:
                 return
         elif st.holds_other_files(self.url, self.storage_options):
             if not overwrite:
-                raise ArchiveExistsError(f"{self.url} is a non-empty folder that is not a Zarr archive; "
-                                         "choose another output path or pass --overwrite")
+                raise ArchiveExistsError(f"{self.url} holds files that are not a Zarr archive (a file, or a folder "
+                                         "with content); choose another output path or pass --overwrite")
             st.remove(self.url, self.storage_options)
         self._create()
 

@@ -103,8 +103,8 @@ class EmbeddingsWriter:
                 group.attrs.put(fresh)  # no shard written, perhaps not every array made: set it up again in place
         elif st.holds_other_files(self.url, storage_options):
             if not overwrite:
-                raise EmbeddingsError(f"{self.url} is a non-empty folder that is not a Zarr store; choose another "
-                                      "output or pass --overwrite")
+                raise EmbeddingsError(f"{self.url} holds files that are not a Zarr store (a file, or a folder with "
+                                      "content); choose another output or pass --overwrite")
             st.remove(self.url, storage_options)
         if group is None:  # the first write carries the marker, so a kill during the set-up leaves it resumable
             group = zarr.open_group(store=st.make_store(self.url, read_only=False, storage_options=storage_options),

@@ -172,11 +172,16 @@ def test_folder_of_other_files_is_never_touched_without_overwrite(tmp_path):
     url.mkdir()
     (url / "notes.txt").write_text("field notes")
     kw = dict(modality="image", sample_shape=(1, 6, 6), dtype="uint16", units="DN", channels=["gray"])
-    with pytest.raises(ArchiveExistsError, match="non-empty folder.*--overwrite"):
+    with pytest.raises(ArchiveExistsError, match="not a Zarr.*--overwrite"):
         ArchiveWriter(str(url), **kw)
     assert (url / "notes.txt").read_text() == "field notes"
     ArchiveWriter(str(url), overwrite=True, **kw).close()
     assert not (url / "notes.txt").exists() and open_archive(str(url)).n == 0
+    a_file = tmp_path / "b.zarr"
+    a_file.write_text("not a folder")
+    with pytest.raises(ArchiveExistsError, match="not a Zarr.*--overwrite"):
+        ArchiveWriter(str(a_file), **kw)
+    assert a_file.read_text() == "not a folder"
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

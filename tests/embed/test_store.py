@@ -80,10 +80,16 @@ def test_folder_of_other_files_is_never_touched_without_overwrite(tmp_path):
     url = tmp_path / "e.zarr"
     url.mkdir()
     (url / "notes.txt").write_text("field notes")
-    with pytest.raises(EmbeddingsError, match="non-empty folder.*--overwrite"):
+    with pytest.raises(EmbeddingsError, match="not a Zarr.*--overwrite"):
         _writer(url)
     assert (url / "notes.txt").read_text() == "field notes"
     assert _writer(url, overwrite=True).done_shards() == [] and not (url / "notes.txt").exists()
+    a_file = tmp_path / "f.zarr"
+    a_file.write_text("not a folder")
+    with pytest.raises(EmbeddingsError, match="not a Zarr.*--overwrite"):
+        _writer(a_file)
+    assert a_file.read_text() == "not a folder"
+    assert _writer(a_file, overwrite=True).done_shards() == []
 
 
 def test_wrong_shard_size_is_named(tmp_path):
