@@ -38,12 +38,14 @@ def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
 
 
 def holds_other_files(url: str, storage_options: dict[str, Any] | None = None) -> bool:
-    """Whether ``url`` is a file, or a non-empty folder (or prefix) with no Zarr group at its root: what a new store
-    there would delete or fail on, so writers refuse it without --overwrite."""
+    """Whether ``url``, where :func:`exists` found no Zarr group, is a file or a non-empty folder (or prefix): what a
+    new store there would delete or fail on, so writers refuse it without --overwrite."""
     fs, path = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
-    if exists(url, storage_options) or not fs.exists(path):
+    try:
+        kind = fs.info(path)["type"]
+    except FileNotFoundError:
         return False
-    return fs.isfile(path) or bool(fs.ls(path, detail=False))
+    return kind != "directory" or bool(fs.ls(path, detail=False))
 
 
 def remove(url: str, storage_options: dict[str, Any] | None = None) -> None:
