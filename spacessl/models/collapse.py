@@ -23,10 +23,15 @@ def embedding_std(z: Tensor) -> float:
     Returns:
         A float in [0, 1/sqrt(d)] for healthy outputs, 0 for complete collapse.
     """
+    return float(embedding_std_tensor(z))
+
+
+def embedding_std_tensor(z: Tensor) -> Tensor:
+    """:func:`embedding_std` as a 0-d float32 tensor on ``z``'s device, without waiting for the device."""
     if z.ndim != 2 or z.shape[0] < 2:
         raise SpacesslError(f"embedding_std needs a (B, d) tensor with B >= 2, got shape {tuple(z.shape)}.")
     zn = torch.nn.functional.normalize(z.detach().float(), dim=1)
-    return float(zn.std(dim=0).mean())
+    return zn.std(dim=0).mean()
 
 
 def collapse_level(z: Tensor) -> float:

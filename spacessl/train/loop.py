@@ -14,7 +14,9 @@ Each worker:
    with ``train.time_budget_min`` the cosine also runs over the budget, and all workers stop together when it is
    spent (every :data:`BUDGET_SYNC_STEPS` steps the workers agree on the longest elapsed time);
 5. at the end of each epoch calls ``ray.train.report(metrics, checkpoint=...)``; only world rank 0 writes the
-   checkpoint, evaluates kNN accuracy on the held-out chunks and logs to MLflow (into the run the driver created).
+   checkpoint, evaluates kNN accuracy on the held-out chunks and logs to MLflow (into the run the driver created);
+   its step metrics go through :class:`spacessl.train.step_log.StepLog`'s thread, so no step waits for the device
+   or the tracking store, and they are all in the store before the epoch's report.
 
 On start, ``ray.train.get_checkpoint()`` (a restart after a failure, or ``spacessl train --resume``) restores the
 model, optimiser, schedule, epoch and step, and training continues with the next epoch.
@@ -25,7 +27,9 @@ model, optimiser, schedule, epoch and step, and training continues with the next
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import inspect
 import logging
 import math
@@ -42,12 +46,13 @@ from torch import nn
 
 from spacessl.archive import Archive, open_archive
 from spacessl.config import Config, config_to_dict, flatten
-from spacessl.models.collapse import embedding_std
+from spacessl.models.collapse import embedding_std_tensor
 from spacessl.train import checkpoint as ckpt_io
 from spacessl.train import data as tdata
 from spacessl.train.loader import EpochWork, train_batches
 from spacessl.train import monitor
 from spacessl.train.schedule import build_scheduler, scaled_lr
+from spacessl.train.step_log import StepLog
 
 log = logging.getLogger(__name__)
 
@@ -343,9 +348,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     if stop and rank == 0:
         _say(f"the time budget of {budget_s / 60:.1f} min is spent: nothing left to train "
              "(raise train.time_budget_min to continue)")
+    steplog = StepLog(lambda metrics, step: r0.mlflow(monitor_log, metrics, step), say=_say) if r0 else None
     with train_batches(archive, work, processes=cfg.runtime.reader_processes, local_batch=local_batch,
                        preprocess=comps.preprocess, device=device, prefetch=cfg.data.prefetch,
-                       buffer_chunks=cfg.data.buffer_chunks, pair_within_s=cfg.data.pair_within_s) as loader:
+                       buffer_chunks=cfg.data.buffer_chunks, pair_within_s=cfg.data.pair_within_s) as loader, \
+            (steplog or contextlib.nullcontext()):
         for epoch in range(start_epoch, cfg.train.epochs):
             if stop:
                 break
@@ -353,7 +360,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             generator.manual_seed(seed * 1_000_003 + epoch * 9973 + rank)
             model.train()
             loss_sum = torch.zeros((), device=device)
-            std_sum, std_n = 0.0, 0
+            std_sum, std_n = torch.zeros((), device=device), 0
             t_epoch = t_win = time.perf_counter()
             win_steps = 0
             for item in loader.epoch(epoch):
@@ -368,29 +375,31 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
                     stop = scheduler.elapsed_s >= budget_s
                 scheduler.step()  # the next step's rate, from the time just shared (0 once the budget is spent)
                 if rank == 0 and (global_step % cfg.train.log_every_steps == 0):
+                    # values stay on the device; steplog's thread waits for them and for the tracking store
                     now = time.perf_counter()
-                    std_sum, std_n = std_sum + embedding_std(out["z"]), std_n + 1
-                    r0.mlflow(monitor_log, {"loss": float(out["loss"]), "lr": scheduler.get_last_lr()[0],
-                                            "samples_per_s": win_steps * cfg.train.batch_size / (now - t_win)},
-                              global_step)
-                    if (global_step - epoch * steps) % max(1, steps // 4) < cfg.train.log_every_steps:
-                        _say(f"epoch {epoch} step {global_step - epoch * steps}/{steps}: "
-                             f"loss {float(out['loss']):.4f}, "
-                             f"{win_steps * cfg.train.batch_size / (now - t_win):.1f} samples/s")
+                    std_sum, std_n = std_sum + embedding_std_tensor(out["z"]), std_n + 1
+                    at = global_step - epoch * steps
+                    line = None
+                    if at % max(1, steps // 4) < cfg.train.log_every_steps:
+                        line = functools.partial(_progress_line, f"epoch {epoch} step {at}/{steps}")
+                    steplog.submit(global_step, {"loss": out["loss"], "lr": scheduler.get_last_lr()[0],
+                                                 "samples_per_s": win_steps * cfg.train.batch_size / (now - t_win)},
+                                   line)
                     t_win, win_steps = now, 0
                 if stop:
                     break
             train_s = time.perf_counter() - t_epoch
             done = global_step - epoch_step0  # steps, fewer than ``steps`` when the budget ran out mid-epoch
             if rank == 0 and std_n == 0:
-                std_sum, std_n = embedding_std(out["z"]), 1
+                std_sum, std_n = embedding_std_tensor(out["z"]), 1
             epoch_loss = _all_reduce(float(loss_sum) / done, device)
             metrics: dict[str, Any] = {"epoch": epoch, "global_step": global_step, "epoch_loss": epoch_loss,
                                        "start_epoch": start_epoch, "epoch_time_s": train_s, "epoch_steps": done,
                                        "epoch_samples_per_s": done * cfg.train.batch_size / train_s,
                                        "train_elapsed_s": _all_reduce(time.perf_counter() - clock0, device, "max")}
             if rank == 0:
-                std = std_sum / std_n
+                steplog.drain()  # the epoch's step metrics are in the store before its checkpoint is reported
+                std = float(std_sum) / std_n
                 # SpaceSSL's collapse level max(0, 1 - sqrt(P)·std), from the epoch's mean std of normalised z
                 metrics.update(embedding_std=std, collapse=max(0.0, 1.0 - std * math.sqrt(out["z"].shape[1])))
                 if r0.knn:
@@ -415,6 +424,10 @@ def _say(text: str) -> None:
     ``print`` into its logger as well, so stdout lines would reach the console twice."""
     sys.stderr.write(f"[spacessl] {text}\n")
     sys.stderr.flush()
+
+
+def _progress_line(where: str, values: dict[str, float]) -> str:
+    return f"{where}: loss {values['loss']:.4f}, {values['samples_per_s']:.1f} samples/s"
 
 
 def monitor_log(uri: str, run_id: str, metrics: dict[str, float], step: int) -> None:
