@@ -6,7 +6,8 @@
 For each modality it times
 
 - augment: ``Preprocess`` of a raw batch (uint16 frames / float32 counts) and the two random views a training
-  step needs (``aug(x)`` twice): images with the ``allsky`` and ``oath`` presets, waveforms with ``default``;
+  step needs (``spacessl.train.loop.views``: on the CPU two pipeline calls, on a GPU one on both halves): images
+  with the ``allsky`` and ``oath`` presets, waveforms with ``default``;
 - baseline: one SimSiam training step on those views (forward of both views, loss, backward, SGD step) with the
   encoder the modality uses (ResNet-18 at ``--size`` px; 1-D ResNet on 3 x ``--window`` samples).
 
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spacessl.augment import Preprocess, build_augment  # noqa: E402
 from spacessl.augment.images import fov_mask  # noqa: E402
 from spacessl.models import build_encoder, build_method  # noqa: E402
+from spacessl.train.loop import views as two_views  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -91,8 +93,7 @@ def main() -> None:
         aug = build_augment("image", preset)
 
         def views(aug=aug) -> None:
-            xb = pre(raw).to(dev)
-            aug(xb), aug(xb)
+            two_views(pre(raw).to(dev), aug, None)
 
         t_aug = timed(views, args.repeats, dev)
         print(f"image views  Preprocess + 2 x {preset:<7s}            {1e3 * t_aug:8.1f} ms/batch  "
@@ -108,8 +109,7 @@ def main() -> None:
     aug_w = build_augment("waveform", "default", sampling_rate_hz=100.0)
 
     def views_w() -> None:
-        xb = pre_w(raw_w).to(dev)
-        aug_w(xb), aug_w(xb)
+        two_views(pre_w(raw_w).to(dev), aug_w, None)
 
     t_aug_w = timed(views_w, args.repeats, dev)
     print(f"wave  views  Preprocess + 2 x default            {1e3 * t_aug_w:8.1f} ms/batch  "

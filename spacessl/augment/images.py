@@ -121,12 +121,8 @@ class RandomResizedCrop(Augment):
         fw = torch.sqrt(area * r * h / w).clamp(max=1.0)  # (B,) box width as a fraction of W
         fh = torch.sqrt(area / r * w / h).clamp(max=1.0)  # (B,) box height as a fraction of H
         centre = 2.0 * rand((2, b), generator, device) - 1.0  # (2, B) in [-1, 1)
-        theta = torch.zeros(b, 2, 3, device=device)
-        theta[:, 0, 0] = fw
-        theta[:, 1, 1] = fh
-        theta[:, 0, 2] = (1.0 - fw) * centre[0]
-        theta[:, 1, 2] = (1.0 - fh) * centre[1]
-        return theta
+        zero = torch.zeros_like(fw)
+        return torch.stack([fw, zero, (1.0 - fw) * centre[0], zero, fh, (1.0 - fh) * centre[1]], dim=1).view(b, 2, 3)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         check_batch(x, 4, "Image")
@@ -164,12 +160,9 @@ class RandomZenithRotation(Augment):
         angle = torch.deg2rad(uniform((b,), *self.degrees, generator, device))  # (B,) rad
         angle = applied(angle, self.p, generator)
         cos, sin = torch.cos(angle), torch.sin(angle)
-        theta = torch.zeros(b, 2, 3, device=device)
-        theta[:, 0, 0] = cos
-        theta[:, 0, 1] = -sin * h / w  # normalised coordinates differ in scale when H != W
-        theta[:, 1, 0] = sin * w / h
-        theta[:, 1, 1] = cos
-        return theta
+        zero = torch.zeros_like(cos)
+        # normalised coordinates differ in scale when H != W
+        return torch.stack([cos, -sin * h / w, zero, sin * w / h, cos, zero], dim=1).view(b, 2, 3)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         check_batch(x, 4, "Image")
@@ -223,10 +216,16 @@ class RandomRotatedCrop(Augment):
         gx, gy = affine_grid(theta.to(x.dtype), oh, ow)
         out = _sample(x, gx, gy, "zeros")
         if self.fov_radius is not None:
-            qx, qy = affine_grid(crop.to(x.dtype), oh, ow)  # output pixel centres in the rotated frame
+            # output pixel centres in the rotated frame: the crop is axis-aligned, so x depends on the column alone
+            # and y on the row alone (affine_grid of ``crop``, without its (B, H, W) planes)
+            c = crop.to(x.dtype)
+            xs = (torch.arange(ow, device=dev, dtype=x.dtype) * 2 + 1) / ow - 1  # (W,)
+            ys = (torch.arange(oh, device=dev, dtype=x.dtype) * 2 + 1) / oh - 1  # (H,)
+            dx = (c[:, 0, 0, None] * xs + c[:, 0, 2, None]) * (w / 2.0)  # (B, W) px from the zenith, as in fov_mask
+            dy = (c[:, 1, 1, None] * ys + c[:, 1, 2, None]) * (h / 2.0)  # (B, H)
             r_px = self.fov_radius * min(h, w) / 2.0
-            dx, dy = qx * (w / 2.0), qy * (h / 2.0)  # px from the zenith, as in fov_mask
-            out = out * (dx * dx + dy * dy <= r_px**2)[:, None].to(out.dtype)
+            inside = (dx * dx)[:, None, :] + (dy * dy)[:, :, None] <= r_px**2  # (B, H, W)
+            out = out * inside[:, None].to(out.dtype)
         return out
 
 

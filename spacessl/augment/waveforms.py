@@ -12,6 +12,7 @@ normalisation (views keep the scale of the evaluation input).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -42,8 +43,8 @@ def butterworth_response(
 
     Args:
         freqs_hz: (F,) frequencies.
-        low_hz: (B,) high-pass corners, or None for no high-pass.
-        high_hz: (B,) low-pass corners, or None for no low-pass.
+        low_hz: (B,) high-pass corners, or None for no high-pass (a corner of 0: none for that window).
+        high_hz: (B,) low-pass corners, or None for no low-pass (a corner of inf: none for that window).
         order: filter order n; the response is 1 / (1 + (f/fc)^(2n)) per side.
 
     Returns:
@@ -56,7 +57,7 @@ def butterworth_response(
     if low_hz is not None:
         ratio = low_hz[:, None] / f.clamp_min(torch.finfo(f.dtype).tiny)
         resp = resp / (1.0 + ratio.clamp_max(1e6) ** (2 * order))
-        resp = torch.where(f > 0, resp, torch.zeros_like(resp))  # high-pass removes DC
+        resp = torch.where((f > 0) | (low_hz[:, None] <= 0), resp, torch.zeros_like(resp))  # high-pass removes DC
     return resp
 
 
@@ -125,16 +126,20 @@ class RandomFilter(Augment):
         kind = (rand((b,), generator, dev) * len(self.kinds)).long().clamp_(max=len(self.kinds) - 1)  # (B,)
         apply = bernoulli(b, self.p, generator, dev)
 
-        freqs = torch.fft.rfftfreq(n_fft, d=1.0 / self.sampling_rate_hz, device=dev)  # (F,)
-        responses = {
-            "bandpass": butterworth_response(freqs, low, high, self.order),
-            "lowpass": butterworth_response(freqs, None, c1, self.order),
-            "highpass": butterworth_response(freqs, c1, None, self.order),
-        }
-        resp = torch.ones(b, freqs.shape[0], device=dev)
+        # one response for every window: a low-pass is a band-pass with its high-pass corner at 0 Hz, a high-pass one
+        # with its low-pass corner at infinity, and both make a factor of exactly 1 (an unfiltered window: both)
+        corners = {"bandpass": (low, high), "lowpass": (None, c1), "highpass": (c1, None)}
+        hp = torch.zeros(b, device=dev)  # (B,) high-pass corner, 0 = none
+        lp = torch.full((b,), math.inf, device=dev)  # (B,) low-pass corner, inf = none
         for i, name in enumerate(self.kinds):
-            resp = torch.where((kind == i)[:, None], responses[name].expand(b, -1), resp)
-        resp = torch.where(apply[:, None], resp, torch.ones_like(resp))  # (B, F)
+            chosen = (kind == i) & apply
+            lo_c, hi_c = corners[name]
+            if lo_c is not None:
+                hp = torch.where(chosen, lo_c, hp)
+            if hi_c is not None:
+                lp = torch.where(chosen, hi_c, lp)
+        freqs = torch.fft.rfftfreq(n_fft, d=1.0 / self.sampling_rate_hz, device=dev)  # (F,)
+        resp = butterworth_response(freqs, hp, lp, self.order)  # (B, F)
         spec = torch.fft.rfft(x, n=n_fft, dim=-1)  # (B, C, F) complex
         return torch.fft.irfft(spec * resp[:, None, :], n=n_fft, dim=-1)[..., :t].contiguous()
 

@@ -151,11 +151,23 @@ def build_optimizer(cfg: Config, params, *, global_batch: int) -> torch.optim.Op
 
 
 def views(x: torch.Tensor, augment: Any, generator: torch.Generator | None,
-          x_pair: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+          x_pair: torch.Tensor | None = None, *, joint: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent random views of a preprocessed batch (no gradient through augmentation): both of ``x``, or
-    the second of ``x_pair`` (B, ...), each sample's temporal partner."""
+    the second of ``x_pair`` (B, ...), each sample's temporal partner.
+
+    With ``joint`` (the default on a GPU) one call of ``augment`` on the (2B, ...) batch of both: every augmentation
+    draws its parameters per sample (spacessl.augment.base), so the halves are as independent as two calls make them,
+    with half the operator calls, which bound a GPU's views (half the kernel launches). On the CPU (the default there:
+    two calls) the data sets the time, and the larger batch's intermediates cost page faults (``benchmarks/views.py``).
+    """
+    if joint is None:
+        joint = x.device.type != "cpu"
+    second = x if x_pair is None else x_pair
     with torch.no_grad():
-        return augment(x, generator=generator), augment(x if x_pair is None else x_pair, generator=generator)
+        if not joint:
+            return augment(x, generator=generator), augment(second, generator=generator)
+        both = augment(torch.cat([x, second]), generator=generator)
+        return both[:len(x)], both[len(x):]
 
 
 def train_step(model: nn.Module, x: torch.Tensor, *, augment: Any, generator: torch.Generator | None,
