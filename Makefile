@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser demo test bench clean-demo
+.PHONY: install browser demo test bench bench-gpu clean-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: install browser
 
 bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## The GPU figures of docs/benchmarks.md (needs CUDA).
+bench-gpu: install
+	PYTHON=$(PY) bash benchmarks/gpu.sh
 
 clean-demo:
 	rm -rf demo
