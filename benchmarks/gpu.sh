@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures of docs/benchmarks.md in one go, on a machine with CUDA, in about 8 minutes on one H100:
+# The GPU figures of docs/benchmarks.md in one go, on a machine with CUDA (at most 23 minutes, its time limits):
 # the CUDA-only tests, the views' operator calls and time, what step logging costs, and train_throughput for
 # windows (1 and 2 loader processes) and all-sky frames at 256 px, each with and without Ray Train.
 #
