@@ -89,12 +89,13 @@ class StepLog:
             pending = list(self._pending)
         wait(pending)
 
-    def close(self) -> None:
-        """Log what is pending and stop the worker thread."""
-        self._pool.shutdown(wait=True)
+    def close(self, *, cancel_pending: bool = False) -> None:
+        """Log what is pending (or, with ``cancel_pending``, only the entry being logged) and stop the thread."""
+        self._pool.shutdown(wait=True, cancel_futures=cancel_pending)
 
     def __enter__(self) -> StepLog:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # leaving on an error: do not hold it up for entries a failing tracking store may take minutes each to refuse
+        self.close(cancel_pending=exc_type is not None)

@@ -81,3 +81,21 @@ def test_cuda_values_are_read_in_the_worker_thread():
     with StepLog(lambda values, step: got.append(values), say=lambda _: None) as steplog:
         steplog.submit(0, {"loss": (x * x).sum() / 1e6})
     assert got == [{"loss": pytest.approx(float((x * x).sum()) / 1e6)}]
+
+
+def test_leaving_on_an_error_drops_what_is_still_waiting():
+    started, release, got = threading.Event(), threading.Event(), []
+
+    def slow_store(values, step):
+        started.set()
+        release.wait(timeout=30)
+        got.append(step)
+
+    with pytest.raises(RuntimeError, match="worker lost"):
+        with StepLog(slow_store, say=lambda _: None) as steplog:
+            for step in range(5):
+                steplog.submit(step, {"loss": 1.0})
+            assert started.wait(timeout=30)
+            threading.Timer(0.2, release.set).start()
+            raise RuntimeError("worker lost")
+    assert got == [0]  # the entry being logged finished; the four waiting were dropped
