@@ -22,6 +22,7 @@ for a GPU), on CUDA a chain of matrix products of about that length runs on the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import sys
@@ -88,7 +89,7 @@ def main() -> int:
         try:
             client = tracking.client(uri)
             run_id = client.create_run(client.create_experiment("step-log")).info.run_id
-            counter = iter(range(10**9))
+            counter = itertools.count()
 
             def log(values: dict[str, float], at: int) -> None:
                 tracking.log_metrics(uri, run_id, values, at)

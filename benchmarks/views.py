@@ -1,8 +1,9 @@
 """The two views of a training step: two calls of the view pipeline on the batch, or one call on both halves.
 
 On a GPU ``spacessl.train.loop.views`` draws both views of a step in one call of the pipeline on the (2B, ...) batch
-of both halves; before, it called the pipeline twice on the (B, ...) batch (as it still does on the CPU). Every augmentation draws its parameters per
-sample, so the views are equally random either way; what changes is the number of operator calls per step. On a GPU
+of both halves; before, it called the pipeline twice on the (B, ...) batch (as it still does on the CPU). Every
+augmentation draws its parameters per sample, so the views are equally random either way; what changes is the number
+of operator calls per step. On a GPU
 each is a kernel launch of a few microseconds' host time, so the pipelines' small element-wise operations are bound
 by those calls, not by the data (the H100's window step: (a+)/(a) 0.78 in docs/benchmarks.md, train_throughput).
 
@@ -75,8 +76,7 @@ def main() -> int:
             x = make(batch)
 
             def two_calls(x=x):
-                with torch.no_grad():
-                    return augment(x, generator=generator), augment(x, generator=generator)
+                return views(x, augment, generator, joint=False)
 
             def one_call(x=x):
                 return views(x, augment, generator, joint=True)

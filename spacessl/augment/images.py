@@ -57,6 +57,11 @@ def fov_mask(height: int, width: int, radius: float = 1.0, device: torch.device 
     return (dist2 <= r_px**2).to(torch.float32)
 
 
+def pixel_centres(n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """(n,) normalised coordinates in (-1, 1) of the centres of n pixels along one axis (``align_corners=False``)."""
+    return (torch.arange(n, device=device, dtype=dtype) * 2 + 1) / n - 1
+
+
 def affine_grid(theta: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
     """``F.affine_grid(theta, ..., align_corners=False)`` as separate x and y planes, by broadcasting.
 
@@ -68,8 +73,8 @@ def affine_grid(theta: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]
         (gx, gy), each (B, height, width): input coordinates in [-1, 1] of every output pixel centre.
         ``torch.stack([gx, gy], -1)`` is the grid ``F.grid_sample`` takes (cheaper on the CPU than affine_grid).
     """
-    xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1  # (W,)
-    ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1  # (H,)
+    xs = pixel_centres(width, theta.device, theta.dtype)  # (W,)
+    ys = pixel_centres(height, theta.device, theta.dtype)  # (H,)
     t = theta[:, :, :, None, None]  # (B, 2, 3, 1, 1)
     gx = t[:, 0, 0] * xs + t[:, 0, 1] * ys[:, None] + t[:, 0, 2]
     gy = t[:, 1, 0] * xs + t[:, 1, 1] * ys[:, None] + t[:, 1, 2]
@@ -219,8 +224,7 @@ class RandomRotatedCrop(Augment):
             # output pixel centres in the rotated frame: the crop is axis-aligned, so x depends on the column alone
             # and y on the row alone (affine_grid of ``crop``, without its (B, H, W) planes)
             c = crop.to(x.dtype)
-            xs = (torch.arange(ow, device=dev, dtype=x.dtype) * 2 + 1) / ow - 1  # (W,)
-            ys = (torch.arange(oh, device=dev, dtype=x.dtype) * 2 + 1) / oh - 1  # (H,)
+            xs, ys = pixel_centres(ow, dev, x.dtype), pixel_centres(oh, dev, x.dtype)  # (W,), (H,)
             dx = (c[:, 0, 0, None] * xs + c[:, 0, 2, None]) * (w / 2.0)  # (B, W) px from the zenith, as in fov_mask
             dy = (c[:, 1, 1, None] * ys + c[:, 1, 2, None]) * (h / 2.0)  # (B, H)
             r_px = self.fov_radius * min(h, w) / 2.0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -49,8 +49,6 @@ class StepLog:
         self._log_metrics, self._say = log_metrics, say
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacessl-steplog")
         self._slots = threading.BoundedSemaphore(max(1, int(max_pending)))
-        self._pending: set[Future] = set()
-        self._lock = threading.Lock()
 
     def submit(self, step: int, values: Mapping[str, torch.Tensor | float],
                line: Callable[[dict[str, float]], str] | None = None) -> None:
@@ -63,14 +61,7 @@ class StepLog:
         except BaseException:
             self._slots.release()
             raise
-        with self._lock:
-            self._pending.add(future)
-        future.add_done_callback(self._done)
-
-    def _done(self, future: Future) -> None:
-        with self._lock:
-            self._pending.discard(future)
-        self._slots.release()
+        future.add_done_callback(lambda _: self._slots.release())
 
     def _run(self, step: int, values: dict[str, torch.Tensor | float],
              line: Callable[[dict[str, float]], str] | None) -> None:
@@ -84,10 +75,9 @@ class StepLog:
             log.warning("step %d: metrics not logged (%s); training continues", step, exc)
 
     def drain(self) -> None:
-        """Wait until every entry handed over so far is logged (or has failed)."""
-        with self._lock:
-            pending = list(self._pending)
-        wait(pending)
+        """Wait until every entry handed over so far is logged (or has failed): the one worker thread takes
+        entries in order, so a no-op queued behind them finishes last."""
+        self._pool.submit(lambda: None).result()
 
     def close(self, *, cancel_pending: bool = False) -> None:
         """Log what is pending (or, with ``cancel_pending``, only the entry being logged) and stop the thread."""
