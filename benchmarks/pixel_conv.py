@@ -1,19 +1,21 @@
-"""What single-pixel convolutions save: ResNet-18 with its 1 x 1-output convolutions as matrix products against
-the same network with plain ``nn.Conv2d`` everywhere.
+"""What small-map convolutions save: ResNet-18 with its convolutions over 1 x 1 and 2 x 2 maps as matrix products
+against the same network with plain ``nn.Conv2d`` everywhere.
 
     python benchmarks/pixel_conv.py [--repeats 12] [--batch 64] [--device cpu|cuda] [--threads N]
 
-Three encoders, each built twice from the same weights (``ResNet18Encoder(single_pixel_convs=True|False)``):
+Four encoders, each built twice from the same weights (``ResNet18Encoder(small_map_convs=True|False)``):
 
-- ``s2d64``: the quality benchmark's image encoder, 64 px frames through the space-to-depth stem (last stage 1 x 1),
-- ``plain32``: plain ResNet-18 at 32 px (last stage 1 x 1),
-- ``plain64``: plain ResNet-18 at 64 px (last stage 2 x 2, nothing to change: the control, ratio ~1).
+- ``s2d64``: the quality benchmark's image encoder, 64 px frames through the space-to-depth stem (third stage
+  2 x 2, last stage 1 x 1),
+- ``plain32``: plain ResNet-18 at 32 px (the same map sizes),
+- ``plain64``: plain ResNet-18 at 64 px (last stage 2 x 2),
+- ``plain96``: plain ResNet-18 at 96 px (last stage 3 x 3, nothing to change: the control, ratio ~1).
 
 For each it times, interleaved so that a drift of the machine's speed hits both alike, (1) the encoder alone:
 forward and backward of one batch of single-channel frames; (2) the whole training step of the quality benchmark's
 image recipe: two ``allsky`` views, SimCLR (projection 512/128, NT-Xent at temperature 0.2), backward and fused
 AdamW (:func:`spacessl.train.loop.train_step`). Prints the median milliseconds of each and the ratio plain /
-single-pixel (> 1: the single-pixel network is that many times faster). Both compute the same result and gradients
+small-map (> 1: the small-map network is that many times faster). Both compute the same result and gradients
 to float rounding (``tests/models/test_pixel_conv.py``).
 """
 
@@ -35,13 +37,13 @@ from spacessl.models.registry import build_method  # noqa: E402
 from spacessl.train.loop import train_step  # noqa: E402
 
 #: name -> (space-to-depth factor, input side in px)
-ENCODERS = {"s2d64": (2, 64), "plain32": (1, 32), "plain64": (1, 64)}
+ENCODERS = {"s2d64": (2, 64), "plain32": (1, 32), "plain64": (1, 64), "plain96": (1, 96)}
 #: the quality benchmark's image recipe: AdamW at 0.002 per 256, weight decay 1e-4
 LR, WEIGHT_DECAY = 0.002, 1e-4
 
 
-def build(factor: int, single_pixel: bool, state: dict | None, device: torch.device) -> torch.nn.Module:
-    encoder = ResNet18Encoder(1, space_to_depth=factor, single_pixel_convs=single_pixel)
+def build(factor: int, small_map: bool, state: dict | None, device: torch.device) -> torch.nn.Module:
+    encoder = ResNet18Encoder(1, space_to_depth=factor, small_map_convs=small_map)
     if state is not None:
         encoder.load_state_dict(state)
     return encoder.to(device).train()
@@ -73,9 +75,9 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"single-pixel convolutions on {device} ({torch.get_num_threads()} threads), batch {args.batch}, "
+    print(f"small-map convolutions on {device} ({torch.get_num_threads()} threads), batch {args.batch}, "
           f"median of {args.repeats}")
-    print(f"{'encoder':<8} {'what':<14} {'plain ms':>9} {'single-pixel ms':>16} {'plain/single-pixel':>19}")
+    print(f"{'encoder':<8} {'what':<14} {'plain ms':>9} {'small-map ms':>13} {'plain/small-map':>16}")
     for name, (factor, side) in ENCODERS.items():
         torch.manual_seed(0)
         plain = build(factor, False, None, device)
@@ -87,13 +89,13 @@ def main() -> int:
             return lambda: encoder(x).square().mean().backward()
 
         t = interleaved({"plain": pass_of(plain), "fast": pass_of(fast)}, args.repeats, device)
-        print(f"{name:<8} {'encoder pass':<14} {t['plain'] * 1e3:>9.1f} {t['fast'] * 1e3:>16.1f} "
-              f"{t['plain'] / t['fast']:>19.2f}", flush=True)
+        print(f"{name:<8} {'encoder pass':<14} {t['plain'] * 1e3:>9.1f} {t['fast'] * 1e3:>13.1f} "
+              f"{t['plain'] / t['fast']:>16.2f}", flush=True)
 
         steps = recipe_steps({"plain": plain, "fast": fast}, x, device)
         t = interleaved(steps, args.repeats, device)
-        print(f"{name:<8} {'training step':<14} {t['plain'] * 1e3:>9.1f} {t['fast'] * 1e3:>16.1f} "
-              f"{t['plain'] / t['fast']:>19.2f}", flush=True)
+        print(f"{name:<8} {'training step':<14} {t['plain'] * 1e3:>9.1f} {t['fast'] * 1e3:>13.1f} "
+              f"{t['plain'] / t['fast']:>16.2f}", flush=True)
     return 0
 
 

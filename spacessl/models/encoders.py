@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from spacessl.errors import SpacesslError
 from spacessl.models.max_pool import use_channels_last_max_pool
-from spacessl.models.pixel_conv import use_single_pixel_convs
+from spacessl.models.pixel_conv import use_small_map_convs
 
 ENCODERS = ("auto", "resnet18", "resnet18_s2d", "resnet1d")
 _AUTO = {"image": "resnet18", "waveform": "resnet1d"}
@@ -77,17 +77,18 @@ class ResNet18Encoder(nn.Module):
 
     With ``space_to_depth=f`` > 1 the input first goes through ``nn.PixelUnshuffle(f)`` (each f x f block of pixels
     becomes f² channels, as in TResNet's space-to-depth stem), and ``conv1`` takes ``in_channels·f²`` channels.
-    With ``single_pixel_convs`` (the default) every convolution whose output is 1 x 1 (the last stage at 32 px
-    input, or at 64 px behind the stem) runs as one matrix product, with the same result and gradients
-    (:mod:`spacessl.models.pixel_conv`). With ``channels_last_max_pool`` (the default) the stem's max pooling runs
-    its CPU forward pass in the channels-last layout, 2-3 x faster with the same output
+    With ``small_map_convs`` (the default) every convolution whose output is 1 x 1 (the last stage at 32 px
+    input, or at 64 px behind the stem), and every 3 x 3 convolution at stride 1 over a 2 x 2 map (the third stage
+    at 32 px, or at 64 px behind the stem; the last stage at 64 px), runs as one matrix product, with the same
+    result and gradients (:mod:`spacessl.models.pixel_conv`). With ``channels_last_max_pool`` (the default) the
+    stem's max pooling runs its CPU forward pass in the channels-last layout, 2-3 x faster with the same output
     (:mod:`spacessl.models.max_pool`). Neither adds parameters: checkpoints load with or without them.
 
     Shape: (B, in_channels, H, W) -> (B, embed_dim); H and W divisible by ``space_to_depth``.
     """
 
     def __init__(self, in_channels: int = 1, embed_dim: int = 512, *, space_to_depth: int = 1,
-                 single_pixel_convs: bool = True, channels_last_max_pool: bool = True) -> None:
+                 small_map_convs: bool = True, channels_last_max_pool: bool = True) -> None:
         super().__init__()
         if space_to_depth < 1:
             raise SpacesslError(f"space_to_depth must be >= 1, got {space_to_depth}.")
@@ -97,8 +98,8 @@ class ResNet18Encoder(nn.Module):
             net.conv1 = nn.Conv2d(stem_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         net.fc = nn.Identity()
-        if single_pixel_convs:
-            use_single_pixel_convs(net)
+        if small_map_convs:
+            use_small_map_convs(net)
         if channels_last_max_pool:
             use_channels_last_max_pool(net)
         self.space_to_depth: nn.Module = nn.PixelUnshuffle(space_to_depth) if space_to_depth > 1 else nn.Identity()
