@@ -50,7 +50,8 @@ class Plan(NamedTuple):
     pairs: tuple[tuple[int, int, int, int], ...]
 
 
-#: largest output (pixels) computed as a product: beyond 2 x 2 the pairs that meet no tap outnumber the rest
+#: largest output (pixels) computed as a product: the matrix holds C_in·C_out·(input pixels)·(output pixels)
+#: entries, 16 kernel slices for 2 x 2 maps; 3 x 3 kernels only ever fill it up to 2 x 2
 MAX_OUTPUT_PIXELS = 4
 
 
