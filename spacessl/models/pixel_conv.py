@@ -157,7 +157,7 @@ class _PairProduct(torch.autograd.Function):
                 else:
                     grad_weight[:, :, ky, kx] += grad_matrix[:, o, :, i]
         if ctx.needs_input_grad[2]:
-            grad_bias = grad.view(-1, c_out, n_out).sum((0, 2))
+            grad_bias = grad.reshape(-1, c_out, n_out).sum((0, 2))
         return grad_inputs, grad_weight, grad_bias, None
 
 

@@ -169,3 +169,16 @@ def test_encoder_exports_with_its_faster_layers():
     program = torch.export.export(encoder, (x,))  # as mlflow.pytorch.log_model does, gradients on
     with torch.no_grad():
         torch.testing.assert_close(program.module()(x), encoder(x), rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_input_and_strided_gradient():
+    """A channels-last input and a gradient that arrives permuted (not contiguous) give the convolution's result."""
+    reference, fast = _pair(in_channels=8, out_channels=6, kernel_size=3, padding=1, bias=True)
+    x = torch.randn(3, 8, 2, 2).to(memory_format=torch.channels_last)
+    xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+    g = torch.randn(3, 2, 2, 6)
+    for layer, xi in ((reference, xr), (fast, xf)):
+        (layer(xi).permute(0, 2, 3, 1) * g).sum().backward()
+    torch.testing.assert_close(xf.grad, xr.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast.weight.grad, reference.weight.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast.bias.grad, reference.bias.grad, rtol=1e-5, atol=1e-5)
