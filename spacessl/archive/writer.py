@@ -429,8 +429,7 @@ class ArchiveWriter:
                 f.flush()
                 os.fsync(f.fileno())
         else:
-            with fsspec.open(self.rejects_path, "w") as f:
-                f.write(rows + buf.getvalue())
+            self._replace_rejects(rows + buf.getvalue())
         self._rejects_committed += len(ready)
 
     def _read_rejects(self) -> str:
@@ -441,16 +440,34 @@ class ArchiveWriter:
             return ""
 
     def _truncate_rejects(self, n_rows: int) -> None:
-        text = self._read_rejects()
-        if not text and n_rows == 0:
+        """Cut the rejects CSV back to its header and the ``n_rows`` rows that the archive's state has committed
+        (an append after the last commit, or part of one, is dropped; its inputs are read again)."""
+        rows = list(csv.reader(io.StringIO(self._read_rejects())))
+        keep = rows[: n_rows + 1] if n_rows else []
+        if rows == keep:
             return
-        rows = list(csv.reader(io.StringIO(text)))[: n_rows + 1] if n_rows else []
         buf = io.StringIO()
-        csv.writer(buf).writerows(rows)
-        with fsspec.open(self.rejects_path, "w") as f:
-            f.write(buf.getvalue())
+        csv.writer(buf).writerows(keep)
+        self._replace_rejects(buf.getvalue())
+
+    def _replace_rejects(self, text: str) -> None:
+        """Write the whole rejects CSV as ``text`` in one step: a kill leaves the old file or the new one, never
+        an emptied one (a local file is written beside it and renamed over it; an object store replaces whole
+        objects)."""
+        if st.is_local(self.rejects_path):
+            path = st.local_path(self.rejects_path)
+            tmp = f"{path}.partial"
+            with open(tmp, "w", newline="") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        else:
+            with fsspec.open(self.rejects_path, "w") as f:
+                f.write(text)
 
     def _remove_rejects(self) -> None:
         fs, path = fsspec.core.url_to_fs(self.rejects_path)
-        if fs.exists(path):
-            fs.rm(path)
+        for p in (path, f"{path}.partial") if st.is_local(self.rejects_path) else (path,):
+            if fs.exists(p):
+                fs.rm(p)

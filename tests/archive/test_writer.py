@@ -122,6 +122,34 @@ def test_kill_and_resume_is_identical(tmp_path, kill_after):
     assert_same(archive_content(ref), archive_content(url))
 
 
+def test_kill_while_cutting_back_the_rejects_keeps_them(tmp_path, monkeypatch):
+    """A resume cuts the rejects CSV back to the rows its state committed. Killed during that rewrite, it leaves
+    the CSV as it was (written beside it, renamed over it), never emptied; the next resume converges."""
+    import spacessl.archive.writer as writer_module
+    from tests.archive.producer import main as produce
+
+    ref, url = tmp_path / "ref.zarr", tmp_path / "resumed.zarr"
+    assert run_producer(ref) == 0
+    assert run_producer(url, "--kill-after", "38") == -9
+    csv_path = tmp_path / "resumed.rejects.csv"
+    committed = csv_path.read_text()
+    assert committed.startswith("origin,reason,detail") and "file13.png" in committed
+    # rows appended after the last commit, as a kill between the append and the commit leaves them
+    csv_path.write_text(committed + 'file40.png,corrupt,"bad bytes, input 40"\r\nfile4')
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed while cutting back the rejects")
+
+    monkeypatch.setattr(writer_module.os, "replace", killed)
+    with pytest.raises(RuntimeError, match="killed while cutting back"):
+        produce(str(url), None, 0.0)
+    monkeypatch.undo()
+    assert csv_path.read_text().startswith(committed)  # the committed rows are all still there
+    assert run_producer(url) == 0
+    assert_same(archive_content(ref), archive_content(url))
+    assert not (tmp_path / "resumed.rejects.csv.partial").exists()
+
+
 def test_repeated_kills_at_random_moments(tmp_path):
     """SIGKILL from outside at arbitrary moments, resumed each time, converges to the reference."""
     ref, url = tmp_path / "ref.zarr", tmp_path / "resumed.zarr"
