@@ -123,10 +123,18 @@ def _write_run_files(cfg: Config, run_dir: str, state: dict[str, Any]) -> None:
 
     fs, inner = fsspec.core.url_to_fs(run_dir)
     fs.makedirs(inner, exist_ok=True)
-    with fs.open(f"{inner}/{RUN_STATE_FILE}", "w") as f:
-        json.dump({**state, "config": config_to_dict(cfg)}, f, indent=1)
-    with fs.open(f"{inner}/{CONFIG_FILE}", "w") as f:
-        yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)
+    _write_whole(fs, f"{inner}/{RUN_STATE_FILE}", json.dumps({**state, "config": config_to_dict(cfg)}, indent=1))
+    _write_whole(fs, f"{inner}/{CONFIG_FILE}", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def _write_whole(fs: Any, path: str, text: str) -> None:
+    """Write ``text`` to ``path`` on ``fs`` whole or not at all: into ``path.partial`` first, then moved over
+    ``path`` (a rename on a local disk; a single copy on object stores), so a driver killed while it resumes a run
+    leaves the run's files as they were."""
+    tmp = f"{path}.partial"
+    with fs.open(tmp, "w") as f:
+        f.write(text)
+    fs.mv(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------------- ray

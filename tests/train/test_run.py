@@ -173,3 +173,30 @@ def test_time_budget_stops_every_worker_and_a_resume_gets_the_rest(ray_cluster, 
     assert resumed.summary["start_epoch"] == len(s["epochs"]) and resumed.summary["stopped_by_budget"]
     assert 18.0 <= resumed.metrics["train_elapsed_s"] < 18.0 + 30.0
     assert resumed.metrics["global_step"] > m["global_step"]
+
+
+def test_run_files_are_replaced_whole(tmp_path, monkeypatch):
+    """A driver killed while it rewrites the run's state and config (as `--resume` does) leaves them as they were;
+    the next write replaces them and leaves nothing beside them."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from spacessl.config import load_config
+    from spacessl.train.run import CONFIG_FILE, RUN_STATE_FILE, _write_run_files
+
+    cfg = load_config()
+    run_dir = tmp_path / "runs" / "r"
+    _write_run_files(cfg, str(run_dir), {"mlflow_run_id": "a"})
+    before = {name: (run_dir / name).read_text() for name in (RUN_STATE_FILE, CONFIG_FILE)}
+    assert json.loads(before[RUN_STATE_FILE])["mlflow_run_id"] == "a"
+
+    def killed(self, *args, **kwargs):
+        raise RuntimeError("killed before the move")
+
+    monkeypatch.setattr(LocalFileSystem, "mv", killed)
+    with pytest.raises(RuntimeError, match="killed before the move"):
+        _write_run_files(cfg, str(run_dir), {"mlflow_run_id": "b"})
+    assert {name: (run_dir / name).read_text() for name in before} == before
+    monkeypatch.undo()
+    _write_run_files(cfg, str(run_dir), {"mlflow_run_id": "b"})
+    assert json.loads((run_dir / RUN_STATE_FILE).read_text())["mlflow_run_id"] == "b"
+    assert not list(run_dir.glob("*.partial"))
