@@ -7,6 +7,7 @@ from typing import Any
 
 import fsspec
 import zarr
+from fsspec.implementations.local import LocalFileSystem
 from zarr.storage import FsspecStore, LocalStore
 
 
@@ -65,3 +66,20 @@ def open_group(url: str, *, mode: str, storage_options: dict[str, Any] | None = 
     """Open a Zarr v3 group (mode "r" or "r+")."""
     store = make_store(url, read_only=(mode == "r"), storage_options=storage_options)
     return zarr.open_group(store=store, mode=mode, zarr_format=3)
+
+
+def write_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *, tmp_suffix: str = ".partial") -> None:
+    """Write ``data`` to ``path`` on ``fs`` whole or not at all, so a kill leaves the old file or the new one.
+
+    On a local disk the bytes go to ``path + tmp_suffix`` (fsynced), renamed over ``path``; on an object store one
+    PUT, which replaces the whole object.
+    """
+    if isinstance(fs, LocalFileSystem):
+        tmp = f"{path}{tmp_suffix}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    else:
+        fs.pipe(path, data)

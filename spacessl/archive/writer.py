@@ -452,19 +452,8 @@ class ArchiveWriter:
 
     def _replace_rejects(self, text: str) -> None:
         """Write the whole rejects CSV as ``text`` in one step: a kill leaves the old file or the new one, never
-        an emptied one (a local file is written beside it and renamed over it; an object store replaces whole
-        objects)."""
-        if st.is_local(self.rejects_path):
-            path = st.local_path(self.rejects_path)
-            tmp = f"{path}.partial"
-            with open(tmp, "w", newline="") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        else:
-            with fsspec.open(self.rejects_path, "w") as f:
-                f.write(text)
+        an emptied one."""
+        st.write_whole(*fsspec.core.url_to_fs(self.rejects_path), text.encode())
 
     def _remove_rejects(self) -> None:
         fs, path = fsspec.core.url_to_fs(self.rejects_path)

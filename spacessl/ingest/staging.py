@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import uuid
 from typing import Any
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 import numpy as np
+
+from spacessl.archive.store import write_whole
 
 
 def staging_url(archive_url: str) -> str:
@@ -34,7 +34,6 @@ class Staging:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
         self.url = str(url).rstrip("/")
         self.fs, self.path = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
-        self.local = isinstance(self.fs, LocalFileSystem)
 
     # ------------------------------------------------------------------------------------------- files
 
@@ -43,16 +42,7 @@ class Staging:
 
     def _put(self, name: str, data: bytes) -> None:
         self.fs.makedirs(self.path, exist_ok=True)
-        if self.local:
-            final = self._p(name)
-            tmp = f"{final}.tmp-{uuid.uuid4().hex}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        else:
-            self.fs.pipe(self._p(name), data)
+        write_whole(self.fs, self._p(name), data, tmp_suffix=f".tmp-{uuid.uuid4().hex}")
 
     def exists(self) -> bool:
         return self.fs.exists(self.path)

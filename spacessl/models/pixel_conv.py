@@ -40,7 +40,8 @@ class Plan(NamedTuple):
 
     ``rows`` x ``cols``: the top-left part of the input that the kernel reaches; ``out_h`` x ``out_w``: the output;
     ``pairs``: (input pixel, output pixel, tap row, tap column) for every pair, pixels numbered row-major within
-    the input part and the output.
+    the input part and the output; ``taps_once``: no tap in two pairs (1 x 1 outputs), so the weight's gradient
+    takes each block as it is; ``all_taps``: every tap of the kernel in some pair.
     """
 
     rows: int
@@ -48,6 +49,8 @@ class Plan(NamedTuple):
     out_h: int
     out_w: int
     pairs: tuple[tuple[int, int, int, int], ...]
+    taps_once: bool
+    all_taps: bool
 
 
 #: largest output (pixels) computed as a product: the matrix holds C_in·C_out·(input pixels)·(output pixels)
@@ -79,7 +82,8 @@ def product_plan(height: int, width: int, kernel: tuple[int, int], stride: tuple
                     if not (0 <= ky < kh and 0 <= kx < kw):
                         return None  # a zero in the matrix: the convolution does less work
                     pairs.append((iy * cols + ix, oy * out_w + ox, ky, kx))
-    return Plan(rows, cols, out_h, out_w, tuple(pairs))
+    taps = {(ky, kx) for _, _, ky, kx in pairs}
+    return Plan(rows, cols, out_h, out_w, tuple(pairs), len(taps) == len(pairs), len(taps) == kh * kw)
 
 
 class SmallMapConv2d(nn.Conv2d):
@@ -140,19 +144,17 @@ class _PairProduct(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         inputs, matrix = ctx.saved_tensors
         plan = ctx.plan
-        c_out, c_in, kh, kw = ctx.weight_shape
+        c_out, c_in = ctx.weight_shape[:2]
         n_in, n_out = plan.rows * plan.cols, plan.out_h * plan.out_w
         grad_inputs = grad @ matrix if ctx.needs_input_grad[0] else None
         grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
             grad_matrix = (grad.t() @ inputs).view(c_out, n_out, c_in, n_in)
-            taps = {(ky, kx) for _, _, ky, kx in plan.pairs}
-            once = len(taps) == len(plan.pairs)  # each tap in one pair (1 x 1 outputs): write, don't add
-            # every tap in one pair: the blocks fill the whole kernel, nothing to zero first
-            grad_weight = grad.new_empty(ctx.weight_shape) if once and len(taps) == kh * kw else \
+            # each tap in one pair over the whole kernel: the blocks fill it, nothing to zero first
+            grad_weight = grad.new_empty(ctx.weight_shape) if plan.taps_once and plan.all_taps else \
                 grad.new_zeros(ctx.weight_shape)
             for i, o, ky, kx in plan.pairs:
-                if once:
+                if plan.taps_once:
                     grad_weight[:, :, ky, kx] = grad_matrix[:, o, :, i]
                 else:
                     grad_weight[:, :, ky, kx] += grad_matrix[:, o, :, i]

@@ -121,20 +121,14 @@ def prepare_run_dir(cfg: Config, *, resume: bool, overwrite: bool) -> tuple[str,
 def _write_run_files(cfg: Config, run_dir: str, state: dict[str, Any]) -> None:
     import fsspec
 
+    from spacessl.archive.store import write_whole
+
     fs, inner = fsspec.core.url_to_fs(run_dir)
     fs.makedirs(inner, exist_ok=True)
-    _write_whole(fs, f"{inner}/{RUN_STATE_FILE}", json.dumps({**state, "config": config_to_dict(cfg)}, indent=1))
-    _write_whole(fs, f"{inner}/{CONFIG_FILE}", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-
-
-def _write_whole(fs: Any, path: str, text: str) -> None:
-    """Write ``text`` to ``path`` on ``fs`` whole or not at all: into ``path.partial`` first, then moved over
-    ``path`` (a rename on a local disk; a single copy on object stores), so a driver killed while it resumes a run
-    leaves the run's files as they were."""
-    tmp = f"{path}.partial"
-    with fs.open(tmp, "w") as f:
-        f.write(text)
-    fs.mv(tmp, path)
+    # whole or not at all: a driver killed while it resumes a run leaves the run's files as they were
+    config = config_to_dict(cfg)
+    write_whole(fs, f"{inner}/{RUN_STATE_FILE}", json.dumps({**state, "config": config}, indent=1).encode())
+    write_whole(fs, f"{inner}/{CONFIG_FILE}", yaml.safe_dump(config, sort_keys=False).encode())
 
 
 # ------------------------------------------------------------------------------------------------- ray

@@ -125,7 +125,7 @@ def test_kill_and_resume_is_identical(tmp_path, kill_after):
 def test_kill_while_cutting_back_the_rejects_keeps_them(tmp_path, monkeypatch):
     """A resume cuts the rejects CSV back to the rows its state committed. Killed during that rewrite, it leaves
     the CSV as it was (written beside it, renamed over it), never emptied; the next resume converges."""
-    import spacessl.archive.writer as writer_module
+    import spacessl.archive.store as store_module
     from tests.archive.producer import main as produce
 
     ref, url = tmp_path / "ref.zarr", tmp_path / "resumed.zarr"
@@ -140,7 +140,7 @@ def test_kill_while_cutting_back_the_rejects_keeps_them(tmp_path, monkeypatch):
     def killed(*args, **kwargs):
         raise RuntimeError("killed while cutting back the rejects")
 
-    monkeypatch.setattr(writer_module.os, "replace", killed)
+    monkeypatch.setattr(store_module.os, "replace", killed)
     with pytest.raises(RuntimeError, match="killed while cutting back"):
         produce(str(url), None, 0.0)
     monkeypatch.undo()

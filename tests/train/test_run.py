@@ -178,8 +178,7 @@ def test_time_budget_stops_every_worker_and_a_resume_gets_the_rest(ray_cluster, 
 def test_run_files_are_replaced_whole(tmp_path, monkeypatch):
     """A driver killed while it rewrites the run's state and config (as `--resume` does) leaves them as they were;
     the next write replaces them and leaves nothing beside them."""
-    from fsspec.implementations.local import LocalFileSystem
-
+    import spacessl.archive.store as store_module
     from spacessl.config import load_config
     from spacessl.train.run import CONFIG_FILE, RUN_STATE_FILE, _write_run_files
 
@@ -192,7 +191,7 @@ def test_run_files_are_replaced_whole(tmp_path, monkeypatch):
     def killed(self, *args, **kwargs):
         raise RuntimeError("killed before the move")
 
-    monkeypatch.setattr(LocalFileSystem, "mv", killed)
+    monkeypatch.setattr(store_module.os, "replace", killed)
     with pytest.raises(RuntimeError, match="killed before the move"):
         _write_run_files(cfg, str(run_dir), {"mlflow_run_id": "b"})
     assert {name: (run_dir / name).read_text() for name in before} == before
