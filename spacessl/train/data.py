@@ -20,6 +20,7 @@ import torch
 from spacessl.archive import Archive, Batch
 from spacessl.archive.reader import put_unless_stopped
 from spacessl.errors import ConfigError
+from spacessl.train.threads import limit_this_thread
 
 
 def has_labels(archive: Archive) -> bool:
@@ -123,6 +124,8 @@ def device_batches(batches: Iterable[Batch], preprocess: Callable[[np.ndarray], 
     release the GIL); on CUDA it also pins the result, so the host-to-device copy issued here is asynchronous. So the
     reader's gather, the preprocessing and the copy overlap the model's step instead of running between steps.
     Order is kept; an error in the thread is raised here. Shape: each batch's samples (B, ...) -> (B, ...) float32.
+    When ``device`` is the CPU the thread preprocesses on one intra-op thread (:func:`limit_this_thread`): the
+    step's own threads take the cores, and a second OpenMP team would slow every one of the step's operators.
     With ``pairs`` each item is ``(samples, partners)``, both (B, ...), from ``Batch.pairs``.
     """
     pin = device.type == "cuda"
@@ -135,6 +138,8 @@ def device_batches(batches: Iterable[Batch], preprocess: Callable[[np.ndarray], 
 
     def work() -> None:
         try:
+            if device.type == "cpu":
+                limit_this_thread(1)
             for batch in batches:
                 x = preprocess(batch.samples)
                 item = x.pin_memory() if pin else x

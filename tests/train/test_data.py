@@ -129,3 +129,27 @@ def test_stretch_travels_from_the_config_to_the_embedding_path(archive, tmp_path
     assert torch.allclose(x.amax(dim=(1, 2, 3)), torch.ones(8))  # each frame spans [0, 1]
     plain = build_preprocess(archive, {k: v for k, v in comps.info.items() if not k.startswith("stretch")})
     assert plain.stretch == "none"  # models trained before the option keep their preprocessing
+
+
+def test_device_batches_preprocess_on_one_thread_beside_a_cpu_step(archive):
+    # a second OpenMP team beside the step's would slow each of the step's operators (spacessl.train.threads)
+    from spacessl.augment import Preprocess
+
+    pre = Preprocess.for_archive(archive)
+    seen: list[int] = []
+
+    def counting(x):
+        seen.append(torch.get_num_threads())
+        return pre(x)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        plan = tdata.plan_epoch(archive, list(range(archive.num_chunks)), world_size=1, rank=0, epoch=0, seed=0,
+                                local_batch=16)
+        got = list(tdata.device_batches(tdata.epoch_batches(archive, plan, local_batch=16, seed=3), counting,
+                                        torch.device("cpu")))
+        assert len(got) == plan.steps and seen == [1] * plan.steps
+        assert torch.get_num_threads() == 2  # the consumer's (the step's) threads as they were
+    finally:
+        torch.set_num_threads(before)
