@@ -123,26 +123,40 @@ def plan_workers(num_shards: int, *, cpus: float, gpus: float, workers: int | No
 
 
 class EmbedActor:
-    """One worker of the pool: the encoder, the archive and the store, opened once; embeds whole shards."""
+    """One worker of the pool: the encoder, the archive and the store, opened once; embeds whole shards.
+
+    The actor answers :meth:`progress` while it embeds (Ray runs its methods on a pool of threads), but every torch
+    operator runs on one thread of its own: PyTorch's OpenMP keeps a team of worker threads per thread that starts
+    parallel operators, and with two teams on a CPU actor's cores every operator waits for sleeping workers
+    (``spacessl/train/threads.py``, ``benchmarks/omp_teams.py``).
+    """
 
     def __init__(self, model_uri: str, archive_url: str, *, tracking_uri: str | None, batch_size: int,
                  device: str, threads: int, views: int = 1) -> None:
-        import torch
+        from concurrent.futures import ThreadPoolExecutor
 
         from spacessl.archive import open_archive
-        from spacessl.embed.embedder import Embedder
 
-        if device == "cpu":
-            torch.set_num_threads(threads)
+        self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacessl-embed")
         self.archive = open_archive(archive_url)
-        self.embedder = Embedder.load(model_uri, self.archive, device=device, tracking_uri=tracking_uri, views=views)
+        self.embedder = self._torch.submit(self._load, model_uri, tracking_uri=tracking_uri, device=device,
+                                           threads=threads, views=views).result()
         self.batch_size = int(batch_size)
         self.rows = 0          # samples embedded by this actor so far (read by progress() from another thread)
         self._store: Any = None
 
+    def _load(self, model_uri: str, *, tracking_uri: str | None, device: str, threads: int, views: int) -> Any:
+        import torch
+
+        from spacessl.embed.embedder import Embedder
+
+        if device == "cpu":
+            torch.set_num_threads(threads)
+        return Embedder.load(model_uri, self.archive, device=device, tracking_uri=tracking_uri, views=views)
+
     def describe(self) -> dict[str, Any]:
         """Embedding width (probed on the archive's first sample) and what the model records about itself."""
-        dim = self.embedder.probe(self.archive.read(0, 1, fields=[]).samples)
+        dim = self._torch.submit(self.embedder.probe, self.archive.read(0, 1, fields=[]).samples).result()
         info = {k: v for k, v in self.embedder.info.items() if isinstance(v, (str, int, float, bool, type(None)))}
         return {"dim": dim, "info": info, "run_id": str(self.embedder.info.get("run_id") or "")}
 
@@ -151,6 +165,9 @@ class EmbedActor:
 
     def embed_shard(self, out_url: str, shard: int, dtype: str) -> tuple[int, int]:
         """Embed archive shard ``shard`` and commit it to the store at ``out_url``; returns (shard, rows)."""
+        return self._torch.submit(self._embed_shard, out_url, shard, dtype).result()
+
+    def _embed_shard(self, out_url: str, shard: int, dtype: str) -> tuple[int, int]:
         from spacessl.embed.store import EmbeddingsWriter
 
         if self._store is None:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
-from spacessl.embed.job import EmbedJobError, embed_archive, plan_workers
+from spacessl.embed.job import EmbedActor, EmbedJobError, embed_archive, plan_workers
 from tests.embed.fixtures import make_image_archive, save_tiny_encoder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +38,66 @@ def test_plan_workers():
     assert plan_workers(2, cpus=32, gpus=4, workers=None) == ("cuda", 2, 1)
     with pytest.raises(EmbedJobError):
         plan_workers(10, cpus=2, gpus=0, workers=0)
+
+
+class _Recording:
+    """The actor's real embedder, noting the thread of every call."""
+
+    def __init__(self, inner):
+        self.inner, self.threads = inner, set()
+
+    def __call__(self, x):
+        self.threads.add(threading.get_ident())
+        return self.inner(x)
+
+    def probe(self, x):
+        self.threads.add(threading.get_ident())
+        return self.inner.probe(x)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _on_new_thread(fn, *args):
+    out: list = []
+    t = threading.Thread(target=lambda: out.append((threading.get_ident(), fn(*args))))
+    t.start()
+    t.join()
+    return out[0]
+
+
+def test_actor_runs_its_torch_work_on_one_thread_whichever_thread_calls(tmp_path):
+    """Ray calls a threaded actor's methods on any of its threads; the encoder must still run on one thread only
+    (a second OpenMP team would slow every operator: spacessl/train/threads.py)."""
+    import torch
+
+    from spacessl.archive import open_archive
+    from spacessl.embed.embedder import Embedder
+    from spacessl.embed.store import EmbeddingsWriter, open_embeddings
+
+    archive = make_image_archive(tmp_path / "a.zarr", n=64, size=32, chunk_size=16, shard_chunks=2)  # 2 shards
+    ckpt = save_tiny_encoder(tmp_path / "ckpt")
+    actor = EmbedActor(ckpt, archive, tracking_uri=None, batch_size=16, device="cpu", threads=2)
+    worker, threads = actor._torch.submit(lambda: (threading.get_ident(), torch.get_num_threads())).result()
+    assert threads == 2
+    rec = actor.embedder = _Recording(actor.embedder)
+
+    callers = set()
+    caller, desc = _on_new_thread(actor.describe)
+    callers.add(caller)
+    out_url = str(tmp_path / "e.zarr")
+    EmbeddingsWriter(out_url, n=64, dim=desc["dim"], dtype="float32", chunk_size=16, shard_chunks=2, attrs={})
+    for shard in (0, 1):
+        caller, done = _on_new_thread(actor.embed_shard, out_url, shard, "float32")
+        callers.add(caller)
+        assert done == (shard, 32)
+    assert rec.threads == {worker} and worker not in callers
+
+    a = open_archive(archive)
+    reference = Embedder.load(ckpt, a, device="cpu")(a.read(0, 64, fields=[]).samples)
+    ids, got = open_embeddings(out_url, require_complete=False).read(0, 64)
+    np.testing.assert_array_equal(ids, np.arange(64))
+    np.testing.assert_allclose(got, reference, rtol=0, atol=1e-6)
 
 
 def test_kill_and_resume_is_identical(ray_cluster, tmp_path, capsys):
