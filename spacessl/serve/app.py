@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from spacessl.errors import SpacesslError
 from spacessl.serve.render import image_png, waveform_png
@@ -54,15 +55,20 @@ class Service:
         self.model_uri = model_uri
         self.tracking_uri = tracking_uri
         self.upload_dir = Path(tempfile.mkdtemp(prefix="spacessl-serve-"))
-        self.lock = threading.Lock()
+        # every search on one thread, in turn: FAISS and torch are multi-threaded already, and each keeps an OpenMP
+        # team per thread that calls them, so requests spread over the server's threads would make several teams,
+        # which then stop spinning and slow every operator (spacessl/train/threads.py)
+        self.searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacessl-search")
         self.sources = self.archive.names("source")
 
     def search(self, **kwargs: Any) -> dict[str, Any]:
+        """:func:`spacessl.index.query.query` on the service's search thread (requests wait their turn)."""
         from spacessl.index.query import query
 
-        with self.lock:  # FAISS search is multi-threaded already; serialise requests
-            result = query(self.index, model_uri=self.model_uri, tracking_uri=self.tracking_uri, **kwargs)
-        return result.to_dict()
+        def run() -> dict[str, Any]:
+            return query(self.index, model_uri=self.model_uri, tracking_uri=self.tracking_uri, **kwargs).to_dict()
+
+        return self.searcher.submit(run).result()
 
 
 def _check_id(svc: Service, sample_id: int) -> int:
@@ -135,8 +141,9 @@ def create_app(index_dir: str | Path, *, model_uri: str | None = None, tracking_
             tmp.write(data)
             tmp.flush()
             try:
-                out = svc.search(file=tmp.name, k=k, since=since or None, until=until or None,
-                                 source=source or None, label=label or None, dedup=_check_dedup(dedup))
+                out = await run_in_threadpool(svc.search, file=tmp.name, k=k, since=since or None,
+                                              until=until or None, source=source or None, label=label or None,
+                                              dedup=_check_dedup(dedup))
             except SpacesslError as exc:
                 raise HTTPException(422, f"upload {name!r}: {exc}") from exc
             except Exception as exc:  # a file the decoders cannot read is bad input, not a server fault

@@ -106,3 +106,28 @@ def test_page_and_openapi(client):
     assert page.status_code == 200 and "<form" in page.text and "192 image samples" in page.text
     spec = client.get("/openapi.json").json()
     assert {"/search", "/samples/{sample_id}", "/samples/{sample_id}.png"} <= set(spec["paths"])
+
+
+def test_searches_run_on_one_thread_whichever_thread_serves_the_request(app, monkeypatch):
+    # torch and FAISS keep an OpenMP team per calling thread; several teams slow each other (spacessl/train/threads.py)
+    import threading
+
+    import spacessl.index.query as q
+
+    svc = app.state.service
+    seen: list[int] = []
+    real = q.query
+
+    def noting(*args, **kwargs):
+        seen.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(q, "query", noting)
+    answers: list[list[int]] = []
+    callers = [threading.Thread(target=lambda: answers.append([x["id"] for x in svc.search(id=5, k=3)["results"]]))
+               for _ in range(3)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert len(seen) == 3 and len(set(seen)) == 1 and len(set(map(tuple, answers))) == 1
