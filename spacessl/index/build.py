@@ -237,7 +237,8 @@ def _shard_done(out: Path, entry: dict[str, Any]) -> bool:
 
 def add_shards(emb: Embeddings, out: Path, groups: list[tuple[int, int, int]], *, refine: bool, workers: int,
                progress: bool, rebuild: set[int] | None = None) -> list[dict[str, Any]]:
-    """Write one index file per group of store shards from trained.faiss, in parallel; finished files are kept."""
+    """Write one index file per group of store shards from trained.faiss, ``workers`` groups at a time, each on an
+    equal share of the cores (FAISS's OpenMP threads per worker); finished files are kept."""
     (out / "shards").mkdir(parents=True, exist_ok=True)
     rebuild = rebuild or set()
 
@@ -251,7 +252,11 @@ def add_shards(emb: Embeddings, out: Path, groups: list[tuple[int, int, int]], *
         return entry
 
     entries = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    # the cores shared out: each thread keeps its own OpenMP team, and teams that together hold more threads than
+    # there are cores stop spinning between FAISS's parallel loops (spacessl/train/threads.py)
+    workers = max(1, min(workers, len(groups)))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ThreadPoolExecutor(max_workers=workers, initializer=faiss.omp_set_num_threads, initargs=(threads,)) as pool:
         for entry in tqdm(pool.map(one, groups), total=len(groups), desc="index shards", unit="shard",
                           disable=not progress, dynamic_ncols=True):
             entries.append(entry)
