@@ -36,6 +36,7 @@ from spacessl.errors import SpacesslError
 from spacessl.index import layout
 from spacessl.index.layout import MANIFEST, TRAINED, TRAINED_REFINE
 from spacessl.index.plan import IndexPlan, choose, parse_bytes
+from spacessl.ingest.parallel import default_workers
 
 MANIFEST_VERSION = layout.VERSION
 PLAN_FILE = "plan.json"
@@ -255,7 +256,7 @@ def add_shards(emb: Embeddings, out: Path, groups: list[tuple[int, int, int]], *
     # the cores shared out: each thread keeps its own OpenMP team, and teams that together hold more threads than
     # there are cores stop spinning between FAISS's parallel loops (spacessl/train/threads.py)
     workers = max(1, min(workers, len(groups)))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, default_workers() // workers)
     with ThreadPoolExecutor(max_workers=workers, initializer=faiss.omp_set_num_threads, initargs=(threads,)) as pool:
         for entry in tqdm(pool.map(one, groups), total=len(groups), desc="index shards", unit="shard",
                           disable=not progress, dynamic_ncols=True):
