@@ -46,6 +46,32 @@ def test_load_encoder_from_checkpoint_and_run_dir(tmp_path):
         tracking.load_encoder(str(tmp_path / "empty"))
 
 
+def test_checkpoint_of_a_narrower_encoder_loads_at_its_widths(tmp_path):
+    """A checkpoint records model.widths; a reload and the random-init baseline rebuild those widths."""
+    from spacessl.evaluate.baselines import random_encoder
+
+    torch.manual_seed(0)
+    widths = [32, 64, 128, 256]
+    enc = build_encoder("resnet18_s2d", modality="image", in_channels=1, embed_dim=256, widths=widths)
+    method = build_method("simclr", encoder=enc, embed_dim=256)
+    opt = torch.optim.SGD(method.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    info = {"encoder": "resnet18_s2d", "modality": "image", "in_channels": 1, "embed_dim": 256, "widths": widths,
+            "input_shape": [1, 64, 64]}
+    save_checkpoint(tmp_path / "checkpoint_0", method=method, optimizer=opt, scheduler=sched, epoch=0,
+                    global_step=1, info=info)
+    loaded, meta = tracking.load_encoder(str(tmp_path))
+    assert meta["widths"] == [32, 64, 128, 256] and loaded.widths == (32, 64, 128, 256)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), enc.eval()(x))
+    baseline = random_encoder(info, modality="image", in_channels=1, embed_dim=256)
+    assert baseline.widths == (32, 64, 128, 256) and baseline(x).shape == (2, 256)
+    # models recorded before the option are ResNet-18's widths
+    old = random_encoder({"encoder": "resnet18_s2d"}, modality="image", in_channels=1, embed_dim=512)
+    assert old.widths == (64, 128, 256, 512)
+
+
 def test_bad_model_uri_names_the_choices(tmp_path):
     with pytest.raises(tracking.TrackingError, match="models:/NAME/VERSION"):
         tracking.load_encoder("s3://bucket/model.pt")

@@ -1,8 +1,12 @@
 """Encoders (backbones): a 2-D ResNet-18 for images and a 1-D ResNet for multi-component waveforms.
 
 Both are trained from scratch and map one sample to one ``embed_dim``-vector (512 by default, the width of
-ResNet-18's last stage, as in SpaceSSL). The embeddings that spacessl stores and indexes are these encoder outputs;
-projection and prediction heads exist only for training (:mod:`spacessl.models.simclr`, ...).
+ResNet-18's last stage, as in SpaceSSL). ``widths`` sets the channels of the four stages, (64, 128, 256, 512) in
+ResNet-18 as published; the last is the natural output width. Narrower early stages, which do most of the
+operations on their larger maps, make a cheaper network: (32, 64, 128, 512) costs about 40 % of ResNet-18's
+training step on 64 px frames behind the space-to-depth stem and keeps 75 % of its parameters. The embeddings that
+spacessl stores and indexes are these encoder outputs; projection and prediction heads exist only for training
+(:mod:`spacessl.models.simclr`, ...).
 
 Shapes:
     ``resnet18``:  (B, C, H, W) float32 -> (B, embed_dim). Any H, W >= 32 (global average pool);
@@ -24,6 +28,7 @@ from collections.abc import Sequence
 import torch
 import torchvision
 from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, conv1x1
 
 from spacessl.errors import SpacesslError
 from spacessl.models.max_pool import use_channels_last_max_pool
@@ -32,9 +37,12 @@ from spacessl.models.pixel_conv import use_small_map_convs
 ENCODERS = ("auto", "resnet18", "resnet18_s2d", "resnet1d")
 _AUTO = {"image": "resnet18", "waveform": "resnet1d"}
 _MODALITY = {"resnet18": "image", "resnet18_s2d": "image", "resnet1d": "waveform"}
+#: channels of the four stages of ResNet-18 (and of ``resnet1d`` unless told otherwise)
+RESNET18_WIDTHS = (64, 128, 256, 512)
 
 
-def build_encoder(name: str = "auto", *, modality: str, in_channels: int, embed_dim: int = 512) -> nn.Module:
+def build_encoder(name: str = "auto", *, modality: str, in_channels: int, embed_dim: int = 512,
+                  widths: Sequence[int] = RESNET18_WIDTHS) -> nn.Module:
     """Build an encoder from scratch.
 
     Args:
@@ -42,8 +50,9 @@ def build_encoder(name: str = "auto", *, modality: str, in_channels: int, embed_
             space-to-depth stem) or "resnet1d".
         modality: the archive's modality, "image" or "waveform".
         in_channels: channels C of one sample (1 for all-sky frames, 3 for Z/N/E seismograms).
-        embed_dim: output width; 512 is the natural width of both networks, any other value adds a final
-            linear layer.
+        embed_dim: output width; the last stage's width (512) is the natural width of both networks, any other
+            value adds a final linear layer.
+        widths: channels of the four stages, (64, 128, 256, 512) as in ResNet-18.
 
     Returns:
         A module mapping (B, C, H, W) (images) or (B, C, T) (waveforms) to (B, embed_dim). The module has an
@@ -59,6 +68,10 @@ def build_encoder(name: str = "auto", *, modality: str, in_channels: int, embed_
         raise SpacesslError(f"in_channels must be >= 1, got {in_channels}.")
     if embed_dim < 1:
         raise SpacesslError(f"embed_dim must be >= 1, got {embed_dim}.")
+    widths = tuple(int(w) for w in widths)
+    if len(widths) != 4 or min(widths) < 1:
+        raise SpacesslError(f"widths must be four channel counts >= 1, one per stage, got {list(widths)} "
+                            f"(model.widths; ResNet-18 has {list(RESNET18_WIDTHS)}).")
     resolved = _AUTO[modality] if name == "auto" else name
     if _MODALITY[resolved] != modality:
         usable = ", ".join(repr(e) for e, m in _MODALITY.items() if m == modality)
@@ -66,14 +79,17 @@ def build_encoder(name: str = "auto", *, modality: str, in_channels: int, embed_
             f"Encoder {resolved!r} does not take {modality} samples; use {usable} or 'auto' for {modality} archives."
         )
     if resolved == "resnet18":
-        return ResNet18Encoder(in_channels=in_channels, embed_dim=embed_dim)
+        return ResNet18Encoder(in_channels=in_channels, embed_dim=embed_dim, widths=widths)
     if resolved == "resnet18_s2d":
-        return ResNet18Encoder(in_channels=in_channels, embed_dim=embed_dim, space_to_depth=2)
-    return ResNet1d(in_channels=in_channels, embed_dim=embed_dim)
+        return ResNet18Encoder(in_channels=in_channels, embed_dim=embed_dim, space_to_depth=2, widths=widths)
+    return ResNet1d(in_channels=in_channels, embed_dim=embed_dim, widths=widths)
 
 
 class ResNet18Encoder(nn.Module):
     """torchvision ResNet-18, randomly initialised, with ``in_channels`` inputs and the classifier removed.
+
+    ``widths`` other than ResNet-18's rebuild the stem and the four stages from torchvision's own ``BasicBlock``
+    with those channels (:func:`_resnet18`); the layers and their parameter names stay those of ResNet-18.
 
     With ``space_to_depth=f`` > 1 the input first goes through ``nn.PixelUnshuffle(f)`` (each f x f block of pixels
     becomes f² channels, as in TResNet's space-to-depth stem), and ``conv1`` takes ``in_channels·f²`` channels.
@@ -88,14 +104,16 @@ class ResNet18Encoder(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, embed_dim: int = 512, *, space_to_depth: int = 1,
-                 small_map_convs: bool = True, channels_last_max_pool: bool = True) -> None:
+                 widths: Sequence[int] = RESNET18_WIDTHS, small_map_convs: bool = True,
+                 channels_last_max_pool: bool = True) -> None:
         super().__init__()
         if space_to_depth < 1:
             raise SpacesslError(f"space_to_depth must be >= 1, got {space_to_depth}.")
-        net = torchvision.models.resnet18(weights=None)
+        widths = tuple(int(w) for w in widths)
+        net = _resnet18(widths)
         stem_channels = in_channels * space_to_depth ** 2
         if stem_channels != 3:
-            net.conv1 = nn.Conv2d(stem_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            net.conv1 = nn.Conv2d(stem_channels, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         net.fc = nn.Identity()
         if small_map_convs:
@@ -104,9 +122,11 @@ class ResNet18Encoder(nn.Module):
             use_channels_last_max_pool(net)
         self.space_to_depth: nn.Module = nn.PixelUnshuffle(space_to_depth) if space_to_depth > 1 else nn.Identity()
         self.backbone = net
-        self.head: nn.Module = nn.Identity() if embed_dim == 512 else nn.Linear(512, embed_dim)
+        features = widths[-1]
+        self.head: nn.Module = nn.Identity() if embed_dim == features else nn.Linear(features, embed_dim)
         self.in_channels = in_channels
         self.embed_dim = embed_dim
+        self.widths = widths
         self.factor = space_to_depth
 
     def forward(self, x: Tensor) -> Tensor:
@@ -114,8 +134,33 @@ class ResNet18Encoder(nn.Module):
         if h % self.factor or w % self.factor:
             raise SpacesslError(f"this encoder's space-to-depth stem needs H and W divisible by {self.factor}, "
                                 f"got {h} x {w}; set data.input_size to a multiple of {self.factor}")
-        # (B, C, H, W) -> (B, C·f², H/f, W/f) -> (B, 512) -> (B, embed_dim)
+        # (B, C, H, W) -> (B, C·f², H/f, W/f) -> (B, widths[-1]) -> (B, embed_dim)
         return self.head(self.backbone(self.space_to_depth(x)))
+
+
+def _resnet18(widths: tuple[int, ...]) -> torchvision.models.ResNet:
+    """torchvision's ResNet-18 (3 input channels, classifier in place) with stages of ``widths`` channels,
+    initialised as torchvision initialises it; ResNet-18's widths give ``torchvision.models.resnet18`` itself."""
+    net = torchvision.models.resnet18(weights=None)
+    if widths == RESNET18_WIDTHS:
+        return net
+    net.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(widths[0])
+    in_ch = widths[0]
+    for i, (name, out_ch) in enumerate(zip(("layer1", "layer2", "layer3", "layer4"), widths, strict=True)):
+        stride = 1 if i == 0 else 2
+        down = None if stride == 1 and in_ch == out_ch else nn.Sequential(conv1x1(in_ch, out_ch, stride),
+                                                                         nn.BatchNorm2d(out_ch))
+        setattr(net, name, nn.Sequential(BasicBlock(in_ch, out_ch, stride, down), BasicBlock(out_ch, out_ch)))
+        in_ch = out_ch
+    net.fc = nn.Linear(in_ch, net.fc.out_features)
+    for m in net.modules():  # torchvision's initialisation (ResNet.__init__)
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return net
 
 
 class BasicBlock1d(nn.Module):
@@ -208,4 +253,5 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["ENCODERS", "BasicBlock1d", "ResNet1d", "ResNet18Encoder", "build_encoder", "count_parameters"]
+__all__ = ["ENCODERS", "RESNET18_WIDTHS", "BasicBlock1d", "ResNet1d", "ResNet18Encoder", "build_encoder",
+           "count_parameters"]

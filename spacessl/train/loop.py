@@ -113,12 +113,12 @@ def build_components(cfg: Config, archive: Archive) -> Components:
     augment = build_augment(archive.modality, cfg.augment.preset, **augment_params(cfg, archive))
     in_channels = int(archive.sample_shape[0])
     encoder = build_encoder(cfg.model.encoder, modality=archive.modality, in_channels=in_channels,
-                            embed_dim=cfg.model.embed_dim)
+                            embed_dim=cfg.model.embed_dim, widths=cfg.model.widths)
     method = build_method(cfg.model.method, encoder=encoder, embed_dim=cfg.model.embed_dim,
                           **method_kwargs(cfg))
     example = preprocess(archive.read(0, min(2, archive.n), fields=[]).samples)
     info = {"encoder": cfg.model.encoder, "method": cfg.model.method, "modality": archive.modality,
-            "in_channels": in_channels, "embed_dim": cfg.model.embed_dim,
+            "in_channels": in_channels, "embed_dim": cfg.model.embed_dim, "widths": list(cfg.model.widths),
             "input_shape": list(example.shape[1:]), "input_size": cfg.data.input_size,
             "window_samples": cfg.data.window_samples, "stretch": cfg.data.stretch,
             "stretch_percentiles": list(cfg.data.stretch_percentiles), "sample_shape": list(archive.sample_shape),

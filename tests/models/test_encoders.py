@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from spacessl.errors import SpacesslError
-from spacessl.models.encoders import ResNet1d, ResNet18Encoder, build_encoder
+from spacessl.models.encoders import (
+    RESNET18_WIDTHS,
+    ResNet1d,
+    ResNet18Encoder,
+    build_encoder,
+    count_parameters,
+)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -98,3 +104,69 @@ def test_space_to_depth_errors_and_checkpoint_round_trip():
         torch.testing.assert_close(again(x), enc(x))
     # a plain ResNet-18 has no stem module with state: its checkpoints keep their keys
     assert set(build_encoder("resnet18", modality="image", in_channels=1).state_dict()) == set(enc.state_dict())
+
+
+
+def _conv_channels(module: torch.nn.Module) -> dict[str, tuple[int, int]]:
+    return {n: (m.in_channels, m.out_channels) for n, m in module.named_modules() if isinstance(m, torch.nn.Conv2d)}
+
+
+def _stage(name: str) -> int | None:
+    """Stage (0-3) of a convolution of ResNet-18 by its name; None for the stem."""
+    return int(name.split("layer")[1][0]) - 1 if "layer" in name else None
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "resnet18_s2d"])
+@pytest.mark.parametrize("widths", [(32, 64, 128, 256), (32, 64, 128, 512)])
+def test_widths_set_every_stage_of_resnet18(encoder, widths):
+    """Other widths: the same layers and parameter names as ResNet-18, each convolution with its stage's channels
+    (a stage's first block takes the previous stage's), the last width as output; torchvision's ResNet-18 as the
+    reference for the layers and ResNet-18's own channels."""
+    import torchvision
+
+    full = build_encoder(encoder, modality="image", in_channels=1).eval()
+    narrow = build_encoder(encoder, modality="image", in_channels=1, embed_dim=widths[-1], widths=widths).eval()
+    assert list(narrow.state_dict()) == list(full.state_dict())
+    ref, got = _conv_channels(full), _conv_channels(narrow)
+    assert {f"backbone.{n}" for n in _conv_channels(torchvision.models.resnet18(weights=None))} == set(ref)
+    assert got.keys() == ref.keys() and len(ref) == 20
+    scale = {64: widths[0], 128: widths[1], 256: widths[2], 512: widths[3]}
+    for name, (c_in, c_out) in ref.items():
+        stage = _stage(name)
+        want_out = widths[0] if stage is None else widths[stage]
+        assert c_out == RESNET18_WIDTHS[0 if stage is None else stage]
+        want_in = c_in if stage is None else scale[c_in]
+        assert got[name] == (want_in, want_out), name
+    with torch.no_grad():
+        assert narrow(torch.rand(2, 1, 64, 64)).shape == (2, widths[-1])
+    assert isinstance(narrow.head, torch.nn.Identity) and narrow.widths == widths
+    # initialised as torchvision initialises ResNet-18: BatchNorm at (1, 0), convolutions at He (fan out) scale
+    bn = narrow.backbone.layer3[0].bn1
+    assert bool((bn.weight == 1).all()) and bool((bn.bias == 0).all())
+    w = narrow.backbone.layer2[1].conv2.weight.detach()
+    he = (2 / (w.shape[0] * 9)) ** 0.5
+    assert abs(float(w.std()) - he) < 0.1 * he
+
+
+def test_narrow_early_stages_keep_most_parameters():
+    """(32, 64, 128, 512): most of ResNet-18's parameters sit in the last stage, which keeps its width."""
+    full = count_parameters(build_encoder("resnet18_s2d", modality="image", in_channels=1))
+    narrow = count_parameters(build_encoder("resnet18_s2d", modality="image", in_channels=1,
+                                            widths=(32, 64, 128, 512)))
+    half = count_parameters(build_encoder("resnet18_s2d", modality="image", in_channels=1, embed_dim=256,
+                                          widths=(32, 64, 128, 256)))
+    assert 0.70 < narrow / full < 0.80 and 0.24 < half / full < 0.28
+
+
+def test_widths_other_outputs_and_errors():
+    torch.manual_seed(0)
+    linear = build_encoder("resnet18_s2d", modality="image", in_channels=1, widths=(32, 64, 128, 256)).eval()
+    assert isinstance(linear.head, torch.nn.Linear) and linear.head.in_features == 256  # embed_dim 512
+    wave = build_encoder(modality="waveform", in_channels=3, embed_dim=128, widths=(16, 32, 64, 128)).eval()
+    assert [s[0].conv1.out_channels for s in wave.stages] == [16, 32, 64, 128]
+    with torch.no_grad():
+        assert linear(torch.rand(2, 1, 64, 64)).shape == (2, 512)
+        assert wave(torch.randn(2, 3, 400)).shape == (2, 128)
+    for bad in [(32, 64, 128), (0, 64, 128, 512)]:
+        with pytest.raises(SpacesslError, match="model.widths"):
+            build_encoder(modality="image", in_channels=1, widths=bad)
