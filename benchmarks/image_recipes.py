@@ -14,8 +14,10 @@ at 64 px. ``y1``-``y6`` vary the stem recipe ``x3`` one option at a time: a 4 x 
 the area, temperature 0.1, the decoupled contrastive loss (``model.loss=dcl`` / ``dclw``), sensor-noise views;
 ``y7``/``y8`` batches of 128 / 256 for the wall time that ``x3``'s steps take on a 2-core CPU; ``y9`` both views
 through the encoder as one batch (``model.joint_views``: BatchNorm over both views together).
-``z1`` adds multi-crop (Caron et al. 2020): 4 local 32 px views of 10-35 % of the area beside the two global ones,
-each paired with both global views in the loss; it costs 2.3 x a step, so it gets that many fewer steps.
+``n1``-``n3`` narrow the encoder's stages (``model.widths``) and take the more steps that the cheaper step allows
+in ``x3``'s wall time. ``z1`` adds multi-crop (Caron et al. 2020): 4 local 32 px views of 10-35 % of the area
+beside the two global ones, each paired with both global views in the loss; it costs 2.3 x a step, so it gets
+that many fewer steps.
 ``--buffer-chunks K`` draws each batch from K random chunks, as the training loop's archive stream does
 (``data.buffer_chunks``), instead of uniformly from the whole archive.
 
@@ -101,6 +103,11 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     # (0.17 s against SimCLR's 0.25 s in-process), the symmetric loss both views and two key passes (~1.3 x)
     "m1_s2d64_moco_adam": ([*S2D64_ADAM, "model.method=moco"], 2000),
     "m2_s2d64_mocosym_adam": ([*S2D64_ADAM, "model.method=moco", "model.symmetric=true"], 1050),
+    # narrower stages (model.widths) for x3's wall time, at the step's speed-up timed in-process on the 2-core AMD
+    # machine: half of every stage (2.5 x), half of the first three (2.4 x), half of the first two (1.8 x)
+    "n1_s2d64_half_adam": ([*S2D64_ADAM, "model.widths=[32,64,128,256]", "model.embed_dim=256"], 3500),
+    "n2_s2d64_narrow3_adam": ([*S2D64_ADAM, "model.widths=[32,64,128,512]"], 3360),
+    "n3_s2d64_narrow2_adam": ([*S2D64_ADAM, "model.widths=[32,64,256,512]"], 2520),
 }
 #: variants trained with multi-crop (Caron et al. 2020): name -> (local views, local side px, local crop area range)
 MULTICROP: dict[str, tuple[int, int, tuple[float, float]]] = {"z1_s2d64_multicrop_adam": (4, 32, (0.1, 0.35))}
@@ -169,7 +176,7 @@ def multicrop_step(model, x: torch.Tensor, *, augment, local, n_local: int, gene
 
 def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch.device,
                   buffer_chunks: int = 0) -> tuple[torch.Tensor, dict]:
-    """Train one variant for ``steps`` steps; returns backbone features (N, 512) of every frame and facts."""
+    """Train one variant for ``steps`` steps; returns backbone features (N, D) of every frame and facts."""
     cfg, comps, x_all = setup(name, archive, raw, device)
     model = comps.method.to(device)
     opt = build_optimizer(cfg, model.parameters(), global_batch=cfg.train.batch_size)
@@ -215,7 +222,7 @@ def train_supervised(name: str, archive, raw: np.ndarray, steps: int, device: to
                      tr: np.ndarray, te: np.ndarray) -> tuple[torch.Tensor, dict]:
     """The reference that labels give: the variant's encoder, preprocessing and views trained with cross-entropy
     (a linear head, AdamW at 1e-3 with a one-cycle schedule, one view per frame, batch 64) on the training rows of
-    the split only. Returns backbone features (N, 512) of every frame and facts with the held-out accuracy."""
+    the split only. Returns backbone features (N, D) of every frame and facts with the held-out accuracy."""
     cfg, comps, x_all = setup(name, archive, raw, device)
     encoder = comps.method.encoder.to(device)
     head = torch.nn.Linear(encoder.embed_dim, int(y.max()) + 1).to(device)
