@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from timing import interleaved  # noqa: E402
+from timing import add_device_args, device_of, interleaved  # noqa: E402
 
 from spacessl.models import build_encoder, build_method  # noqa: E402
 
@@ -52,12 +52,9 @@ def time_steps(method: torch.nn.Module, optimiser: str, repeats: int, device: to
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    add_device_args(p)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = device_of(args)
     print(f"optimiser step on {device} ({torch.get_num_threads()} threads), median of {args.repeats}")
     print(f"{'encoder':<9} {'optimiser':<9} {'params':>10} {'for-loop ms':>12} {'foreach ms':>11} {'fused ms':>9} "
           f"{'for-loop/fused':>15}")

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from timing import interleaved  # noqa: E402
+from timing import add_device_args, device_of, interleaved  # noqa: E402
 
 from spacessl.augment import build_augment  # noqa: E402
 from spacessl.models.encoders import ResNet18Encoder  # noqa: E402
@@ -56,8 +56,8 @@ def recipe_steps(encoders: dict[str, torch.nn.Module], x: torch.Tensor,
     augment = build_augment("image", "allsky")
     steps = {}
     for key, encoder in encoders.items():
-        method = build_method("simclr", encoder=encoder, proj_hidden_dim=512, proj_out_dim=128,
-                              temperature=0.2).to(device).train()
+        method = build_method("simclr", encoder=encoder, embed_dim=encoder.embed_dim, proj_hidden_dim=512,
+                              proj_out_dim=128, temperature=0.2).to(device).train()
         opt = torch.optim.AdamW(method.parameters(), lr=LR * x.shape[0] / 256, weight_decay=WEIGHT_DECAY, fused=True)
         gen = torch.Generator(device=device).manual_seed(1)
         steps[key] = (lambda m=method, o=opt, r=gen: train_step(m, x, augment=augment, generator=r, optimizer=o,
@@ -69,12 +69,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=12)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    add_device_args(p)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = device_of(args)
     print(f"small-map convolutions on {device} ({torch.get_num_threads()} threads), batch {args.batch}, "
           f"median of {args.repeats}")
     print(f"{'encoder':<8} {'what':<14} {'plain ms':>9} {'small-map ms':>13} {'plain/small-map':>16}")

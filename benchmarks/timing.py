@@ -3,11 +3,25 @@ machine's speed hits every variant alike."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """``--device`` (default cpu) and ``--threads`` (torch's threads; default all cores) for a timing script."""
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+
+
+def device_of(args: argparse.Namespace) -> torch.device:
+    """The device that ``add_device_args``' options name, with torch's threads set as they say."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return torch.device(args.device)
 
 
 def sync(device: torch.device) -> None:
