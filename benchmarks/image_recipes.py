@@ -104,7 +104,8 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     "m1_s2d64_moco_adam": ([*S2D64_ADAM, "model.method=moco"], 2000),
     "m2_s2d64_mocosym_adam": ([*S2D64_ADAM, "model.method=moco", "model.symmetric=true"], 1050),
     # narrower stages (model.widths) for x3's wall time, at the step's speed-up timed in-process on the 2-core AMD
-    # machine: half of every stage (2.5 x), half of the first three (2.4 x), half of the first two (1.8 x)
+    # machine before the screens: half of every stage (2.5 x), half of the first three (2.4 x), half of the first
+    # two (1.8 x); benchmarks/stage_widths.py later gave 2.4, 2.1 and 1.7 x
     "n1_s2d64_half_adam": ([*S2D64_ADAM, "model.widths=[32,64,128,256]", "model.embed_dim=256"], 3500),
     "n2_s2d64_narrow3_adam": ([*S2D64_ADAM, "model.widths=[32,64,128,512]"], 3360),
     "n3_s2d64_narrow2_adam": ([*S2D64_ADAM, "model.widths=[32,64,256,512]"], 2520),

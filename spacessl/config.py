@@ -53,7 +53,7 @@ class ModelConfig(_Section):
     method: str = "simsiam"  #: a name in spacessl.models.registry
     embed_dim: int = 512  #: encoder output; other than the last stage's width, a linear layer after the pool
     #: channels of the encoder's four stages; ResNet-18's are [64, 128, 256, 512]. The early stages do most of the
-    #: operations: [32, 64, 128, 512] trains about 2.4 x as fast on 64 px frames (docs/experiments.md)
+    #: operations: [32, 64, 128, 512] trains about 2.1 x as fast on 64 px frames (docs/experiments.md)
     widths: list[int] = Field(default_factory=lambda: [64, 128, 256, 512], min_length=4, max_length=4)
     proj_hidden_dim: int = 512
     proj_out_dim: int = 512

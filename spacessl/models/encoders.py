@@ -3,7 +3,7 @@
 Both are trained from scratch and map one sample to one ``embed_dim``-vector (512 by default, the width of
 ResNet-18's last stage, as in SpaceSSL). ``widths`` sets the channels of the four stages, (64, 128, 256, 512) in
 ResNet-18 as published; the last is the natural output width. Narrower early stages, which do most of the
-operations on their larger maps, make a cheaper network: (32, 64, 128, 512) costs about 40 % of ResNet-18's
+operations on their larger maps, make a cheaper network: (32, 64, 128, 512) costs less than half of ResNet-18's
 training step on 64 px frames behind the space-to-depth stem and keeps 75 % of its parameters. The embeddings that
 spacessl stores and indexes are these encoder outputs; projection and prediction heads exist only for training
 (:mod:`spacessl.models.simclr`, ...).
