@@ -281,13 +281,13 @@ def _load_mlflow(uri: str, tracking_uri: str, map_location: str | torch.device) 
 
 
 def _load_checkpoint(path: str, map_location: str | torch.device) -> tuple[nn.Module, dict]:
-    from spacessl.models.encoders import RESNET18_WIDTHS, build_encoder
+    from spacessl.models.encoders import build_encoder
     from spacessl.train.checkpoint import ENCODER_FILE, latest_checkpoint, read_info
 
     ckpt = latest_checkpoint(path)
     info = read_info(ckpt)
     encoder = build_encoder(info["encoder"], modality=info["modality"], in_channels=int(info["in_channels"]),
-                            embed_dim=int(info["embed_dim"]), widths=info.get("widths") or RESNET18_WIDTHS)
+                            embed_dim=int(info["embed_dim"]), widths=info.get("widths"))
     encoder.load_state_dict(torch.load(ckpt / ENCODER_FILE, map_location=map_location, weights_only=True))
     info.update(uri=str(ckpt), source="checkpoint", run_id=info.get("mlflow_run_id", ""))
     return encoder.to(map_location).eval(), info

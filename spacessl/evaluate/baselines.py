@@ -36,7 +36,7 @@ def random_encoder(info: dict[str, Any], *, modality: str, in_channels: int, emb
                    seed: int = 0) -> torch.nn.Module:
     """A freshly initialised encoder of the architecture recorded in ``info`` (``encoder``, ``in_channels``,
     ``embed_dim``, ``widths``; ResNet-18's where a model predates them), seeded, in eval mode."""
-    from spacessl.models.encoders import RESNET18_WIDTHS, build_encoder
+    from spacessl.models.encoders import build_encoder
 
     state = torch.random.get_rng_state()
     try:
@@ -44,7 +44,7 @@ def random_encoder(info: dict[str, Any], *, modality: str, in_channels: int, emb
         enc = build_encoder(str(info.get("encoder") or "auto"), modality=modality,
                             in_channels=int(info.get("in_channels") or in_channels),
                             embed_dim=int(info.get("embed_dim") or embed_dim),
-                            widths=info.get("widths") or RESNET18_WIDTHS)
+                            widths=info.get("widths"))
     finally:
         torch.random.set_rng_state(state)
     return enc.eval()

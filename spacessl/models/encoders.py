@@ -42,7 +42,7 @@ RESNET18_WIDTHS = (64, 128, 256, 512)
 
 
 def build_encoder(name: str = "auto", *, modality: str, in_channels: int, embed_dim: int = 512,
-                  widths: Sequence[int] = RESNET18_WIDTHS) -> nn.Module:
+                  widths: Sequence[int] | None = None) -> nn.Module:
     """Build an encoder from scratch.
 
     Args:
@@ -52,7 +52,8 @@ def build_encoder(name: str = "auto", *, modality: str, in_channels: int, embed_
         in_channels: channels C of one sample (1 for all-sky frames, 3 for Z/N/E seismograms).
         embed_dim: output width; the last stage's width (512) is the natural width of both networks, any other
             value adds a final linear layer.
-        widths: channels of the four stages, (64, 128, 256, 512) as in ResNet-18.
+        widths: channels of the four stages; None (models recorded before the option too) gives ResNet-18's,
+            (64, 128, 256, 512).
 
     Returns:
         A module mapping (B, C, H, W) (images) or (B, C, T) (waveforms) to (B, embed_dim). The module has an
@@ -68,7 +69,7 @@ def build_encoder(name: str = "auto", *, modality: str, in_channels: int, embed_
         raise SpacesslError(f"in_channels must be >= 1, got {in_channels}.")
     if embed_dim < 1:
         raise SpacesslError(f"embed_dim must be >= 1, got {embed_dim}.")
-    widths = tuple(int(w) for w in widths)
+    widths = RESNET18_WIDTHS if widths is None else tuple(int(w) for w in widths)
     if len(widths) != 4 or min(widths) < 1:
         raise SpacesslError(f"widths must be four channel counts >= 1, one per stage, got {list(widths)} "
                             f"(model.widths; ResNet-18 has {list(RESNET18_WIDTHS)}).")
@@ -115,7 +116,6 @@ class ResNet18Encoder(nn.Module):
         if stem_channels != 3:
             net.conv1 = nn.Conv2d(stem_channels, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-        net.fc = nn.Identity()
         if small_map_convs:
             use_small_map_convs(net)
         if channels_last_max_pool:
@@ -139,9 +139,10 @@ class ResNet18Encoder(nn.Module):
 
 
 def _resnet18(widths: tuple[int, ...]) -> torchvision.models.ResNet:
-    """torchvision's ResNet-18 (3 input channels, classifier in place) with stages of ``widths`` channels,
+    """torchvision's ResNet-18 (3 input channels) without its classifier, with stages of ``widths`` channels,
     initialised as torchvision initialises it; ResNet-18's widths give ``torchvision.models.resnet18`` itself."""
     net = torchvision.models.resnet18(weights=None)
+    net.fc = nn.Identity()
     if widths == RESNET18_WIDTHS:
         return net
     net.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
@@ -153,7 +154,6 @@ def _resnet18(widths: tuple[int, ...]) -> torchvision.models.ResNet:
                                                                          nn.BatchNorm2d(out_ch))
         setattr(net, name, nn.Sequential(BasicBlock(in_ch, out_ch, stride, down), BasicBlock(out_ch, out_ch)))
         in_ch = out_ch
-    net.fc = nn.Linear(in_ch, net.fc.out_features)
     for m in net.modules():  # torchvision's initialisation (ResNet.__init__)
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -106,7 +106,6 @@ def test_space_to_depth_errors_and_checkpoint_round_trip():
     assert set(build_encoder("resnet18", modality="image", in_channels=1).state_dict()) == set(enc.state_dict())
 
 
-
 def _conv_channels(module: torch.nn.Module) -> dict[str, tuple[int, int]]:
     return {n: (m.in_channels, m.out_channels) for n, m in module.named_modules() if isinstance(m, torch.nn.Conv2d)}
 
