@@ -99,6 +99,11 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     "y7_s2d64_b128_adam": ([*S2D64_ADAM, "train.batch_size=128"], 836),
     "y8_s2d64_b256_adam": ([*S2D64_ADAM, "train.batch_size=256"], 522),
     "y9_s2d64_joint_adam": ([*S2D64_ADAM, "model.joint_views=true"], 1400),
+    # the debiased contrastive loss (Chuang et al. 2020): class prior 0.1, and with hard negatives (beta 1,
+    # Robinson et al. 2021); the loss costs nothing next to the encoder, so x3's steps
+    "d1_s2d64_debiased_adam": ([*S2D64_ADAM, "model.loss=debiased", "model.tau_plus=0.1"], 1400),
+    "d2_s2d64_hard_adam": ([*S2D64_ADAM, "model.loss=debiased", "model.tau_plus=0.1",
+                            "model.hard_negative_beta=1.0"], 1400),
     # MoCo v2 (a queue of 4,096 keys, key momentum 0.99) for x3's wall time: its step backpropagates one view
     # (0.17 s against SimCLR's 0.25 s in-process), the symmetric loss both views and two key passes (~1.3 x)
     "m1_s2d64_moco_adam": ([*S2D64_ADAM, "model.method=moco"], 2000),

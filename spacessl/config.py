@@ -60,8 +60,13 @@ class ModelConfig(_Section):
     pred_hidden_dim: int = 128
     temperature: float = Field(0.5, gt=0.0)  #: SimCLR contrastive-loss temperature
     #: SimCLR's contrastive loss: "ntxent" (NT-Xent), "dcl" / "dclw" (decoupled contrastive learning, the positive
-    #: out of the denominator; less dependent on a large batch)
-    loss: Literal["ntxent", "dcl", "dclw"] = "ntxent"
+    #: out of the denominator; less dependent on a large batch), "debiased" (negatives corrected for the share
+    #: ``tau_plus`` of same-kind samples among them; Chuang et al. 2020)
+    loss: Literal["ntxent", "dcl", "dclw", "debiased"] = "ntxent"
+    #: debiased loss: expected share of the anchor's own kind among the negatives, in [0, 1)
+    tau_plus: float = Field(0.1, ge=0.0, lt=1.0)
+    #: debiased loss: hardness of the negatives' weighting exp(beta * s / t) (Robinson et al. 2021); 0 = none
+    hard_negative_beta: float = Field(0.0, ge=0.0)
     #: SimCLR: both views through the encoder as one batch (BatchNorm over both together, as SimCLR's own code);
     #: False: one pass per view
     joint_views: bool = False

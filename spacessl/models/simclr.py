@@ -5,6 +5,9 @@
 - Yeh et al., "Decoupled Contrastive Learning", ECCV 2022, https://arxiv.org/abs/2110.06848 (``loss="dcl"``,
   ``"dclw"``): the positive pair is taken out of the softmax denominator, which removes NT-Xent's dependence on a
   large batch (its gradient is damped by the positive's own share of the denominator).
+- Chuang et al., "Debiased Contrastive Learning", NeurIPS 2020, and Robinson et al., "Contrastive Learning with Hard
+  Negative Samples", ICLR 2021 (``loss="debiased"``, :mod:`spacessl.models.debiased`): the sum over negatives
+  corrected for the share of same-kind samples among them, optionally weighted towards the hardest.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from torch import distributed as torch_dist
 
 from spacessl.errors import SpacesslError
 from spacessl.models.base import SSLMethod
+from spacessl.models.debiased import DebiasedContrastiveLoss
 
 #: contrastive losses SimCLR can use, by config name
-LOSSES = {"ntxent": NTXentLoss, "dcl": DCLLoss, "dclw": DCLWLoss}
+LOSSES = {"ntxent": NTXentLoss, "dcl": DCLLoss, "dclw": DCLWLoss, "debiased": DebiasedContrastiveLoss}
 
 
 class SimCLR(SSLMethod):
@@ -40,7 +44,10 @@ class SimCLR(SSLMethod):
         proj_out_dim: projection width P (the space where NT-Xent is computed).
         temperature: temperature tau of the contrastive loss.
         loss: "ntxent" (SimCLR's NT-Xent), "dcl" (decoupled: the positive left out of the denominator) or "dclw"
-            (decoupled, positives weighted by how hard they are, sigma 0.5); all from lightly.
+            (decoupled, positives weighted by how hard they are, sigma 0.5), all three from lightly; or "debiased"
+            (negatives corrected for the share ``tau_plus`` of same-kind samples among them, weighted towards the
+            hardest by ``hard_negative_beta``).
+        tau_plus, hard_negative_beta: the debiased loss's class prior and hardness (ignored by the others).
         gather_distributed: None = decide from ``torch.distributed.is_available()``.
         joint_views: pass both views through the encoder and head as one batch of 2B, as SimCLR's own
             implementation does, so BatchNorm normalises over both views together; False: one pass per view, as
@@ -59,7 +66,9 @@ class SimCLR(SSLMethod):
         proj_hidden_dim: int = 512,
         proj_out_dim: int = 128,
         temperature: float = 0.5,
-        loss: Literal["ntxent", "dcl", "dclw"] = "ntxent",
+        loss: Literal["ntxent", "dcl", "dclw", "debiased"] = "ntxent",
+        tau_plus: float = 0.1,
+        hard_negative_beta: float = 0.0,
         gather_distributed: bool | None = None,
         joint_views: bool = False,
     ) -> None:
@@ -69,7 +78,8 @@ class SimCLR(SSLMethod):
         if gather_distributed is None:
             gather_distributed = torch_dist.is_available()
         self.projection_head = SimCLRProjectionHead(embed_dim, proj_hidden_dim, proj_out_dim)
-        self.criterion = LOSSES[loss](temperature=temperature, gather_distributed=gather_distributed)
+        extra = {"tau_plus": tau_plus, "beta": hard_negative_beta} if loss == "debiased" else {}
+        self.criterion = LOSSES[loss](temperature=temperature, gather_distributed=gather_distributed, **extra)
         self.temperature = temperature
         self.loss = loss
         self.joint_views = joint_views

@@ -1,5 +1,5 @@
-"""SimCLR: NT-Xent and decoupled losses against lightly and hand-written references; negatives gathered across gloo
-workers."""
+"""SimCLR: NT-Xent, decoupled and debiased losses against lightly and hand-written references; negatives gathered
+across gloo workers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from torch import nn
 
 from spacessl.config import load_config
 from spacessl.errors import SpacesslError
+from spacessl.models.debiased import DebiasedContrastiveLoss
 from spacessl.models.registry import build_method
 from spacessl.models.simclr import SimCLR
 
@@ -37,6 +38,26 @@ def dcl_reference(z0: torch.Tensor, z1: torch.Tensor, temperature: float) -> tor
     leave_out = torch.eye(2 * n, dtype=torch.bool)
     leave_out[torch.arange(2 * n), pos] = True
     return (-sim[torch.arange(2 * n), pos] + torch.logsumexp(sim.masked_fill(leave_out, float("-inf")), 1)).mean()
+
+
+def debiased_reference(z0: torch.Tensor, z1: torch.Tensor, temperature: float, tau_plus: float,
+                       beta: float) -> torch.Tensor:
+    """The debiased / hard-negative loss as the authors' reference code computes it (Chuang et al. 2020, Robinson et
+    al. 2021): plain exponentials of the similarities, the 2N - 2 negatives of each row selected by a mask."""
+    n = z0.shape[0]
+    out = F.normalize(torch.cat([z0, z1]), dim=1)
+    neg = torch.exp(out @ out.T / temperature)
+    mask = torch.ones(n, 2 * n, dtype=torch.bool)
+    mask[torch.arange(n), torch.arange(n)] = False
+    mask[torch.arange(n), torch.arange(n) + n] = False
+    neg = neg.masked_select(torch.cat([mask, mask])).view(2 * n, -1)
+    pos = torch.exp((F.normalize(z0, dim=1) * F.normalize(z1, dim=1)).sum(-1) / temperature)
+    pos = torch.cat([pos, pos])
+    m = 2 * n - 2
+    imp = (beta * neg.log()).exp()
+    reweight_neg = (imp * neg).sum(dim=-1) / imp.mean(dim=-1)
+    ng = torch.clamp((-tau_plus * m * pos + reweight_neg) / (1 - tau_plus), min=m * math.exp(-1 / temperature))
+    return (-torch.log(pos / (pos + ng))).mean()
 
 
 def tiny_encoder(in_dim: int = 12, embed_dim: int = 16) -> nn.Module:
@@ -77,6 +98,37 @@ def test_decoupled_losses_equal_lightly_and_reference(temperature):
     assert not torch.isclose(dclw, dcl)
 
 
+@pytest.mark.parametrize("tau_plus,beta", [(0.1, 0.0), (0.17, 0.0), (0.1, 1.0), (0.5, 0.5), (0.9, 0.0)])
+def test_debiased_loss_equals_reference(tau_plus, beta):
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(8, 32, generator=g), torch.randn(8, 32, generator=g)
+    m = SimCLR(tiny_encoder(), 16, temperature=0.2, loss="debiased", tau_plus=tau_plus, hard_negative_beta=beta)
+    torch.testing.assert_close(m.criterion(z0, z1), debiased_reference(z0, z1, 0.2, tau_plus, beta))
+    assert not torch.isclose(m.criterion(z0, z1), ntxent_reference(z0, z1, 0.2))
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.2, 1.0])
+def test_debiased_loss_without_prior_is_ntxent(temperature):
+    g = torch.Generator().manual_seed(2)
+    z0, z1 = torch.randn(16, 8, generator=g), torch.randn(16, 8, generator=g)
+    loss = SimCLR(tiny_encoder(), 16, temperature=temperature, loss="debiased", tau_plus=0.0).criterion(z0, z1)
+    torch.testing.assert_close(loss, NTXentLoss(temperature=temperature)(z0, z1))
+
+
+def test_debiased_loss_stays_finite_where_exponentials_overflow():
+    """At temperature 0.01 exp(s / t) reaches e^100, beyond float32; the shifted form keeps loss and gradient
+    finite and equal to the float64 reference."""
+    g = torch.Generator().manual_seed(3)
+    z0 = torch.randn(8, 4, generator=g)
+    z1 = (z0 + 0.05 * torch.randn(8, 4, generator=g)).requires_grad_(True)
+    m = SimCLR(tiny_encoder(), 16, temperature=0.01, loss="debiased", tau_plus=0.1, hard_negative_beta=0.5)
+    loss = m.criterion(z0, z1)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z1.grad).all()
+    ref = debiased_reference(z0.double(), z1.detach().double(), 0.01, 0.1, 0.5)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-4)
+
+
 def test_loss_from_config_and_unknown_loss():
     from spacessl.train.loop import method_kwargs
 
@@ -89,6 +141,16 @@ def test_loss_from_config_and_unknown_loss():
         SimCLR(tiny_encoder(), 16, loss="infonce")
     with pytest.raises(SpacesslError, match="loss"):
         load_config(None, ["model.loss=infonce"])
+    cfg = load_config(None, ["model.method=simclr", "model.loss=debiased", "model.tau_plus=0.2",
+                             "model.hard_negative_beta=0.5"])
+    m = build_method("simclr", encoder=tiny_encoder(), embed_dim=16, **method_kwargs(cfg))
+    assert isinstance(m.criterion, DebiasedContrastiveLoss)
+    assert (m.criterion.tau_plus, m.criterion.beta) == (0.2, 0.5)
+    for bad in ("model.tau_plus=1.0", "model.tau_plus=-0.1", "model.hard_negative_beta=-1"):
+        with pytest.raises(SpacesslError, match=bad.split("=")[0].split(".")[1]):
+            load_config(None, [bad])
+    with pytest.raises(SpacesslError, match="model.tau_plus"):
+        SimCLR(tiny_encoder(), 16, loss="debiased", tau_plus=1.0)
 
 
 def test_forward_wiring():
@@ -129,7 +191,7 @@ def test_joint_views_normalise_both_views_together():
 # ------------------------------------------------------------------------------- distributed (2 gloo workers)
 
 
-def _worker(rank: int, world: int, init: str, z0: torch.Tensor, z1: torch.Tensor, queue) -> None:
+def _worker(rank: int, world: int, init: str, z0: torch.Tensor, z1: torch.Tensor, queue, loss_kwargs: dict) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
@@ -138,15 +200,24 @@ def _worker(rank: int, world: int, init: str, z0: torch.Tensor, z1: torch.Tensor
         n = z0.shape[0] // world
         a = z0[rank * n:(rank + 1) * n].clone().requires_grad_(True)
         b = z1[rank * n:(rank + 1) * n].clone().requires_grad_(True)
-        loss = SimCLR(tiny_encoder(), 16, temperature=0.5).criterion(a, b)
+        loss = SimCLR(tiny_encoder(), 16, temperature=0.5, **loss_kwargs).criterion(a, b)
         loss.backward()
         queue.put((rank, loss.item(), a.grad.tolist()))
     finally:
         dist.destroy_process_group()
 
 
-def test_negatives_gathered_across_workers(tmp_path):
+LOSS_REFERENCES = {
+    "ntxent": ({}, lambda z0, z1: ntxent_reference(z0, z1, 0.5)),
+    "debiased": ({"loss": "debiased", "tau_plus": 0.1, "hard_negative_beta": 1.0},
+                 lambda z0, z1: debiased_reference(z0, z1, 0.5, 0.1, 1.0)),
+}
+
+
+@pytest.mark.parametrize("loss", list(LOSS_REFERENCES))
+def test_negatives_gathered_across_workers(tmp_path, loss):
     """Two gloo workers with half the batch each give the single-process loss and gradients of the whole batch."""
+    kwargs, reference = LOSS_REFERENCES[loss]
     import torch.multiprocessing as mp
 
     g = torch.Generator().manual_seed(1)
@@ -154,7 +225,7 @@ def test_negatives_gathered_across_workers(tmp_path):
     ctx = mp.get_context("spawn")  # fork after autograd has run in this process is unsafe
     queue = ctx.Queue()
     init = f"file://{tmp_path}/rendezvous"
-    procs = [ctx.Process(target=_worker, args=(r, 2, init, z0, z1, queue)) for r in range(2)]
+    procs = [ctx.Process(target=_worker, args=(r, 2, init, z0, z1, queue, kwargs)) for r in range(2)]
     for p in procs:
         p.start()
     try:
@@ -169,12 +240,12 @@ def test_negatives_gathered_across_workers(tmp_path):
                 p.kill()
     assert all(p.exitcode == 0 for p in procs)
     dist_loss = (results[0][0] + results[1][0]) / 2
-    full = ntxent_reference(z0, z1, 0.5).item()
-    local_only = (ntxent_reference(z0[:4], z1[:4], 0.5).item() + ntxent_reference(z0[4:], z1[4:], 0.5).item()) / 2
+    full = reference(z0, z1).item()
+    local_only = (reference(z0[:4], z1[:4]).item() + reference(z0[4:], z1[4:]).item()) / 2
     assert dist_loss == pytest.approx(full, abs=1e-5)
     assert abs(local_only - full) > 1e-3  # the check would catch in-batch-only negatives
     # gradients: the mean of the per-worker losses, differentiated per worker, matches the full-batch gradient
     a = z0.clone().requires_grad_(True)
-    ntxent_reference(a, z1, 0.5).backward()
+    reference(a, z1).backward()
     grad = torch.cat([results[0][1], results[1][1]]) / 2
     torch.testing.assert_close(grad, a.grad, rtol=1e-4, atol=1e-5)
