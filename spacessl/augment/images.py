@@ -425,6 +425,7 @@ def oath(
 def allsky(
     size: int | None = None,
     min_scale: float = 0.6,
+    max_scale: float = 1.0,
     ratio: Sequence[float] = (0.9, 1.1),
     rotation_degrees: Sequence[float] = (0.0, 360.0),
     fov_radius: float | None = 1.0,
@@ -446,6 +447,8 @@ def allsky(
     Args:
         size: output side; None keeps the input size (demos: 64 px frames).
         min_scale: smallest crop area fraction (0.6 keeps at least ~77 % of each side).
+        max_scale: largest crop area fraction; with ``size`` below the frame's side, crops of about
+            ``(size / side)²`` of the area keep the frame's own resolution.
         ratio: crop aspect-ratio range.
         rotation_degrees: rotation angle range about the zenith.
         fov_radius: field-of-view radius as a fraction of half the frame, None = no mask.
@@ -465,7 +468,7 @@ def allsky(
             RandomGamma(gamma=gamma),
             *noise,
             RandomRotatedCrop(
-                size=size, scale=(min_scale, 1.0), ratio=ratio, degrees=rotation_degrees, fov_radius=fov_radius
+                size=size, scale=(min_scale, max_scale), ratio=ratio, degrees=rotation_degrees, fov_radius=fov_radius
             ),
             RandomHorizontalFlip(p=hflip_p),
             RandomVerticalFlip(p=vflip_p),

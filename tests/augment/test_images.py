@@ -72,6 +72,24 @@ def test_allsky_pipeline_keeps_field_of_view_dark():
     assert y.min() >= 0 and y.max() <= 1
 
 
+def test_allsky_max_scale_bounds_the_crop():
+    """Crops of at most a quarter of the area, output at half the side: a bright quadrant's edge stays sharp (no
+    zoom beyond the frame's own resolution) and never the whole frame fits in a view."""
+    aug = build_augment("image", "allsky", size=16, min_scale=0.2, max_scale=0.25, ratio=(1.0, 1.0),
+                        rotation_degrees=(0.0, 0.0), fov_radius=None, blur_p=0.0, hflip_p=0.0, vflip_p=0.0,
+                        brightness=(1.0, 1.0), contrast=(1.0, 1.0), gamma=(1.0, 1.0))
+    assert "scale=(0.2, 0.25)" in str(aug)
+    x = torch.zeros(32, 1, 32, 32)
+    x[:, :, :2, :2] = 1.0  # marks in opposite corners: no crop of <= 1/4 of the area holds both
+    x[:, :, -2:, -2:] = 1.0
+    y = aug(x, gen(5))
+    assert y.shape == (32, 1, 16, 16)
+    both = (y[:, :, :8, :8].amax(dim=(1, 2, 3)) > 0.5) & (y[:, :, 8:, 8:].amax(dim=(1, 2, 3)) > 0.5)
+    assert not both.any()
+    with pytest.raises(SpacesslError, match="scale"):
+        build_augment("image", "allsky", max_scale=1.5)
+
+
 def test_flips():
     x = torch.rand(4, 1, 8, 8, generator=gen())
     torch.testing.assert_close(RandomHorizontalFlip(p=1.0)(x), x.flip(-1))
