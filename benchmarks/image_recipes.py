@@ -17,7 +17,10 @@ through the encoder as one batch (``model.joint_views``: BatchNorm over both vie
 ``n1``-``n3`` narrow the encoder's stages (``model.widths``) and take the more steps that the cheaper step allows
 in ``x3``'s wall time. ``z1`` adds multi-crop (Caron et al. 2020): 4 local 32 px views of 10-35 % of the area
 beside the two global ones, each paired with both global views in the loss; it costs 2.3 x a step, so it gets
-that many fewer steps.
+that many fewer steps. ``d1``/``d2`` use the debiased contrastive loss (``model.loss=debiased``; ``d2`` with hard
+negatives), ``k1``/``k2`` NNCLR (``model.method=nnclr``; ``k2`` with ``model.nn_delay_steps=10``), ``c1`` views of
+48 px from 45-70 % of the frame (``augment.params`` ``size``/``max_scale``), the features still from whole 64 px
+frames.
 ``--buffer-chunks K`` draws each batch from K random chunks, as the training loop's archive stream does
 (``data.buffer_chunks``), instead of uniformly from the whole archive.
 
@@ -105,6 +108,12 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     # views of 48 px from crops of 45-70 % of the area (about the frame's own resolution), the features from whole
     # 64 px frames as in the recipe: a step at 48 px costs about 0.6 x, so 1.6 x x3's steps in its time
     "c1_s2d48crop_adam": ([*S2D64_ADAM, "augment.params={size: 48, min_scale: 0.45, max_scale: 0.7}"], 2240),
+    # NNCLR (Dwibedi et al. 2021): the positive is the nearest of 4,096 earlier projections, temperature 0.1 as
+    # the paper; k2 holds each batch back 10 steps before it may serve as a neighbour
+    "k1_s2d64_nnclr_adam": ([*S2D64_ADAM, "model.method=nnclr", "model.temperature=0.1",
+                             "model.pred_hidden_dim=512"], 1400),
+    "k2_s2d64_nnclr_delay_adam": ([*S2D64_ADAM, "model.method=nnclr", "model.temperature=0.1",
+                                   "model.pred_hidden_dim=512", "model.nn_delay_steps=10"], 1400),
     "d2_s2d64_hard_adam": ([*S2D64_ADAM, "model.loss=debiased", "model.tau_plus=0.1",
                             "model.hard_negative_beta=1.0"], 1400),
     # MoCo v2 (a queue of 4,096 keys, key momentum 0.99) for x3's wall time: its step backpropagates one view

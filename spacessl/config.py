@@ -76,6 +76,9 @@ class ModelConfig(_Section):
     key_momentum: float = Field(0.99, ge=0.0, lt=1.0)
     bn_splits: int = Field(8, ge=1)
     symmetric: bool = False
+    #: NNCLR: steps each batch's projections wait before they may serve as nearest neighbours (0: at once), so
+    #: that frames of one sequence, which an archive stream delivers in consecutive batches, are not each other's
+    nn_delay_steps: int = Field(0, ge=0)
     sync_batchnorm: bool = False  #: convert BatchNorm to SyncBatchNorm under multi-GPU DDP (global batch statistics)
 
 

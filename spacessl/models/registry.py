@@ -20,6 +20,7 @@ METHODS: dict[str, str] = {
     "simclr": "spacessl.models.simclr:SimCLR",
     "simsiam": "spacessl.models.simsiam:SimSiam",
     "moco": "spacessl.models.moco:MoCo",
+    "nnclr": "spacessl.models.nnclr:NNCLR",
 }
 
 

@@ -1,5 +1,5 @@
 """2 gloo workers under Ray Train match 1 worker on the same global batch (SimCLR negatives really gathered; MoCo's
-queue filled with the keys of both workers).
+queue and NNCLR's support set filled with the projections of both workers).
 
 One optimiser step of SimCLR (ResNet-18, 32 px, global batch 16, no augmentation randomness) through the training
 loop's own ``train_step``/``build_optimizer``, on fixed data: with 2 workers each takes 8 rows, DDP averages the
@@ -11,7 +11,8 @@ False``) each worker sees only its own 14 negatives and the loss differs by far 
 
 MoCo's step is checked the same way on an encoder without BatchNorm (its key encoder normalises over the local,
 shuffled batch by design): the loss, the weights after the step, and the queue, which must hold the keys of the
-whole global batch in the same order on both workers as with one worker.
+whole global batch in the same order on both workers as with one worker. NNCLR (BatchNorm in eval mode, as SimCLR)
+takes two steps, so that the second finds its neighbours among the first's projections of both workers.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ class _FixedViews:
         return x if self.calls % 2 else x.flip(-1)
 
 
-def _step(method, world: int, rank: int) -> dict:
-    """One optimiser step of ``method`` on this worker's slice of the fixed global batch, through the loop's own
-    ``build_optimizer``/``train_step``, DDP-wrapped when ``world > 1``; the loss is averaged over the workers."""
+def _step(method, world: int, rank: int, steps: int = 1) -> dict:
+    """``steps`` optimiser steps of ``method`` on this worker's slice of the fixed global batch, through the loop's
+    own ``build_optimizer``/``train_step``, DDP-wrapped when ``world > 1``; the last loss, averaged over the
+    workers."""
     import ray.train.torch
     import torch.distributed as dist
 
@@ -51,8 +53,9 @@ def _step(method, world: int, rank: int) -> dict:
     model = ray.train.torch.prepare_model(method) if world > 1 else method
     x = torch.from_numpy(np.random.default_rng(0).random((GLOBAL_BATCH, 1, 32, 32), dtype=np.float32))
     local = GLOBAL_BATCH // world
-    out = train_step(model, x[rank * local:(rank + 1) * local], augment=_FixedViews(), generator=None,
-                     optimizer=optimizer, scheduler=None)
+    for _ in range(steps):
+        out = train_step(model, x[rank * local:(rank + 1) * local], augment=_FixedViews(), generator=None,
+                         optimizer=optimizer, scheduler=None)
     loss = out["loss"].clone()
     if world > 1:
         dist.all_reduce(loss)
@@ -91,6 +94,23 @@ def _one_moco_step(world: int, rank: int) -> dict:
     return {**_step(method, world, rank), "queue": method.queue.bank.numpy().copy()}
 
 
+def _nnclr_steps(world: int, rank: int) -> dict:
+    """Two NNCLR steps (ResNet-18, BatchNorm in eval mode); also returns the support set after them."""
+    from torch import nn
+
+    from spacessl.models import build_encoder, build_method
+
+    torch.manual_seed(0)
+    encoder = build_encoder("resnet18", modality="image", in_channels=1)
+    method = build_method("nnclr", encoder=encoder, proj_hidden_dim=64, proj_out_dim=32, pred_hidden_dim=64,
+                          temperature=0.5, memory_bank_size=64, gather_distributed=True).train()
+    for m in method.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    out = _step(method, world, rank, steps=2)
+    return {**out, "support": method.support.bank.numpy().copy(), "filled": method.support.filled}
+
+
 def _two_workers(config: dict) -> dict:
     import ray.train
 
@@ -98,6 +118,7 @@ def _two_workers(config: dict) -> dict:
     ctx = ray.train.get_context()
     out = {f"gather={g}": _one_step(ctx.get_world_size(), ctx.get_world_rank(), g) for g in (True, False)}
     out["moco"] = _one_moco_step(ctx.get_world_size(), ctx.get_world_rank())
+    out["nnclr"] = _nnclr_steps(ctx.get_world_size(), ctx.get_world_rank())
     ray.train.report({"loss": out["gather=True"]["loss"]})
     return out
 
@@ -131,3 +152,11 @@ def test_two_gloo_workers_fill_moco_queue_as_one_worker(two_workers):
     # the whole global batch's keys head the queue, in batch order; the rest is the same random start
     np.testing.assert_allclose(two["queue"], one["queue"], atol=1e-6)
     assert not np.allclose(one["queue"][:GLOBAL_BATCH], one["queue"][GLOBAL_BATCH:2 * GLOBAL_BATCH])
+
+
+def test_two_gloo_workers_fill_nnclr_support_set_as_one_worker(two_workers):
+    one, two = _nnclr_steps(1, 0), two_workers["nnclr"]
+    assert one["filled"] == two["filled"] == 2 * GLOBAL_BATCH  # both steps' projections of the whole global batch
+    np.testing.assert_allclose(two["support"], one["support"], atol=1e-5)
+    assert abs(one["loss"] - two["loss"]) < LOSS_ATOL, (one["loss"], two["loss"])
+    np.testing.assert_allclose(two["weights"], one["weights"], atol=WEIGHT_ATOL, rtol=WEIGHT_RTOL)
