@@ -20,7 +20,7 @@ beside the two global ones, each paired with both global views in the loss; it c
 that many fewer steps. ``d1``/``d2`` use the debiased contrastive loss (``model.loss=debiased``; ``d2`` with hard
 negatives), ``k1``/``k2`` NNCLR (``model.method=nnclr``; ``k2`` with ``model.nn_delay_steps=10``), ``c1`` views of
 48 px from 45-70 % of the frame (``augment.params`` ``size``/``max_scale``), the features still from whole 64 px
-frames.
+frames; ``e1`` AdamW's weight decay at 0.05, ``e2`` residual blocks started as the identity.
 ``--buffer-chunks K`` draws each batch from K random chunks, as the training loop's archive stream does
 (``data.buffer_chunks``), instead of uniformly from the whole archive.
 
@@ -114,6 +114,11 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
                              "model.pred_hidden_dim=512"], 1400),
     "k2_s2d64_nnclr_delay_adam": ([*S2D64_ADAM, "model.method=nnclr", "model.temperature=0.1",
                                    "model.pred_hidden_dim=512", "model.nn_delay_steps=10"], 1400),
+    # AdamW's weight decay at the 0.05 of recent self-supervised recipes (DINO, MoCo v3) instead of 1e-4
+    "e1_s2d64_wd005_adam": ([*S2D64_ADAM, "train.weight_decay=0.05"], 1400),
+    # each residual block's last BatchNorm scale started at 0, so that every block starts as the identity
+    # (Goyal et al. 2017; torchvision's zero_init_residual)
+    "e2_s2d64_zeroinit_adam": ([*S2D64_ADAM], 1400),
     "d2_s2d64_hard_adam": ([*S2D64_ADAM, "model.loss=debiased", "model.tau_plus=0.1",
                             "model.hard_negative_beta=1.0"], 1400),
     # MoCo v2 (a queue of 4,096 keys, key momentum 0.99) for x3's wall time: its step backpropagates one view
@@ -129,6 +134,8 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
 }
 #: variants trained with multi-crop (Caron et al. 2020): name -> (local views, local side px, local crop area range)
 MULTICROP: dict[str, tuple[int, int, tuple[float, float]]] = {"z1_s2d64_multicrop_adam": (4, 32, (0.1, 0.35))}
+#: variants whose residual blocks start as the identity (each block's last BatchNorm scale at 0)
+ZERO_INIT_RESIDUAL = {"e2_s2d64_zeroinit_adam"}
 #: variants whose two views come from two frames of the same camera at most this many seconds apart
 TEMPORAL_S: dict[str, float] = {"x5_temporal32_adam": 30.0, "x6_temporal_s2d64_adam": 30.0}
 
@@ -160,6 +167,12 @@ def setup(name: str, archive, raw: np.ndarray, device: torch.device):
     cfg = load_config(None, [*BASE, *VARIANTS[name][0]])
     torch.manual_seed(0)
     comps = build_components(cfg, archive)
+    if name in ZERO_INIT_RESIDUAL:
+        from torchvision.models.resnet import BasicBlock
+
+        for m in comps.method.encoder.modules():
+            if isinstance(m, BasicBlock):
+                torch.nn.init.zeros_(m.bn2.weight)
     x_all = torch.cat([comps.preprocess(c) for c in np.array_split(raw, max(1, len(raw) // 512))]).to(device)
     return cfg, comps, x_all
 
