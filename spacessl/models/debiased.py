@@ -84,9 +84,10 @@ class DebiasedContrastiveLoss(nn.Module):
         anchors = torch.cat([out0, out1])  # (2B, P)
         keys = torch.cat([all0, all1])  # (2N, P)
         logits = anchors @ keys.T / self.temperature  # (2B, 2N)
-        # the positive of view 0's anchor i is view 1's column of i, and the other way round
-        pos_mask = torch.cat([torch.cat([torch.zeros_like(own), own], 1), torch.cat([own, torch.zeros_like(own)], 1)])
-        self_mask = torch.cat([torch.cat([own, torch.zeros_like(own)], 1), torch.cat([torch.zeros_like(own), own], 1)])
+        none = torch.zeros_like(own)
+        self_mask = torch.cat([torch.cat([own, none], 1), torch.cat([none, own], 1)])  # (2B, 2N)
+        # the positive of view 0's anchor i is view 1's column of i, and the other way round: the halves swapped
+        pos_mask = self_mask.roll(n, dims=1)
         pos = logits[pos_mask]  # (2B,)
         neg = logits[~(pos_mask | self_mask)].view(2 * n_local, 2 * n - 2)  # (2B, M)
         m = neg.shape[1]

@@ -71,22 +71,9 @@ class SupportSet(nn.Module):
         while len(self.pending) > self.delay:
             batch = self.pending.popleft()[-self.size:]
             n = batch.shape[0]
-            end = self.ptr + n
-            if end <= self.size:
-                self.bank[self.ptr:end] = batch
-            else:  # wrap around the ring
-                k = self.size - self.ptr
-                self.bank[self.ptr:] = batch[:k]
-                self.bank[: n - k] = batch[k:]
-            self.ptr = end % self.size
+            self.bank[(self.ptr + torch.arange(n, device=self.bank.device)) % self.size] = batch  # around the ring
+            self.ptr = (self.ptr + n) % self.size
             self.filled = min(self.size, self.filled + n)
-
-
-def _gather(z: Tensor) -> Tensor:
-    """(B, P) on every worker -> (world * B, P) in rank order, no gradient."""
-    parts = [torch.empty_like(z) for _ in range(torch_dist.get_world_size())]
-    torch_dist.all_gather(parts, z.contiguous())
-    return torch.cat(parts)
 
 
 class NNCLR(SSLMethod):
@@ -146,5 +133,6 @@ class NNCLR(SSLMethod):
         loss = 0.5 * (self.criterion(n0, p1) + self.criterion(n1, p0))
         if self.training and torch.is_grad_enabled():
             z = z1.detach()
-            self.support.add(_gather(z) if self.gather_distributed and lightly_dist.world_size() > 1 else z)
+            self.support.add(torch.cat(lightly_dist.gather(z)) if self.gather_distributed
+                             and lightly_dist.world_size() > 1 else z)
         return {"loss": loss, "z": z0.detach()}

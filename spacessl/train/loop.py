@@ -84,8 +84,8 @@ def method_kwargs(cfg: Config) -> dict[str, Any]:
     m = cfg.model
     return {"proj_hidden_dim": m.proj_hidden_dim, "proj_out_dim": m.proj_out_dim,
             "pred_hidden_dim": m.pred_hidden_dim, "temperature": m.temperature, "loss": m.loss,
-            "tau_plus": m.tau_plus, "hard_negative_beta": m.hard_negative_beta, "joint_views": m.joint_views, "memory_bank_size": m.memory_bank_size, "key_momentum": m.key_momentum,
-            "nn_delay_steps": m.nn_delay_steps,
+            "tau_plus": m.tau_plus, "hard_negative_beta": m.hard_negative_beta, "joint_views": m.joint_views,
+            "memory_bank_size": m.memory_bank_size, "key_momentum": m.key_momentum, "nn_delay_steps": m.nn_delay_steps,
             "bn_splits": m.bn_splits, "symmetric": m.symmetric, "gather_distributed": True}
 
 
