@@ -79,6 +79,12 @@ class ModelConfig(_Section):
     #: NNCLR: steps each batch's projections wait before they may serve as nearest neighbours (0: at once), so
     #: that frames of one sequence, which an archive stream delivers in consecutive batches, are not each other's
     nn_delay_steps: int = Field(0, ge=0)
+    #: VICReg: weights of the invariance, variance and covariance terms (Bardes et al. 2022: 25, 25, 1)
+    sim_coeff: float = Field(25.0, ge=0.0)
+    std_coeff: float = Field(25.0, ge=0.0)
+    cov_coeff: float = Field(1.0, ge=0.0)
+    #: Barlow Twins: weight of the cross-correlation's off-diagonal terms (Zbontar et al. 2021: 0.0051)
+    redundancy_lambda: float = Field(0.0051, ge=0.0)
     sync_batchnorm: bool = False  #: convert BatchNorm to SyncBatchNorm under multi-GPU DDP (global batch statistics)
 
 

@@ -43,3 +43,25 @@ class SSLMethod(nn.Module):
     def embed(self, x: Tensor) -> Tensor:
         """Encoder embeddings, (B, *sample_shape) -> (B, embed_dim); the vectors spacessl stores and indexes."""
         return self.encoder(x)
+
+
+class ProjectedPairMethod(SSLMethod):
+    """A method whose loss compares the projections of the two views and nothing else (VICReg, Barlow Twins):
+    subclasses set ``projection_head`` ((B, embed_dim) -> (B, P)) and ``criterion`` ((B, P), (B, P) -> ()).
+
+    The loss is computed in float32 whatever the autocast precision of the forward.
+
+    Shape: x0, x1 (B, *sample_shape) -> loss (), z (B, P).
+    """
+
+    projection_head: nn.Module
+    criterion: nn.Module
+
+    def project(self, x: Tensor) -> Tensor:
+        """(B, *sample_shape) -> (B, P)."""
+        return self.projection_head(self.encoder(x))  # type: ignore[no-any-return]
+
+    def forward(self, x0: Tensor, x1: Tensor) -> dict[str, Tensor]:
+        z0 = self.project(x0)  # (B, P)
+        z1 = self.project(x1)  # (B, P)
+        return {"loss": self.criterion(z0.float(), z1.float()), "z": z0.detach()}

@@ -21,6 +21,8 @@ METHODS: dict[str, str] = {
     "simsiam": "spacessl.models.simsiam:SimSiam",
     "moco": "spacessl.models.moco:MoCo",
     "nnclr": "spacessl.models.nnclr:NNCLR",
+    "vicreg": "spacessl.models.vicreg:VICReg",
+    "barlow_twins": "spacessl.models.barlow_twins:BarlowTwins",
 }
 
 

@@ -86,7 +86,8 @@ def method_kwargs(cfg: Config) -> dict[str, Any]:
             "pred_hidden_dim": m.pred_hidden_dim, "temperature": m.temperature, "loss": m.loss,
             "tau_plus": m.tau_plus, "hard_negative_beta": m.hard_negative_beta, "joint_views": m.joint_views,
             "memory_bank_size": m.memory_bank_size, "key_momentum": m.key_momentum, "nn_delay_steps": m.nn_delay_steps,
-            "bn_splits": m.bn_splits, "symmetric": m.symmetric, "gather_distributed": True}
+            "bn_splits": m.bn_splits, "symmetric": m.symmetric, "sim_coeff": m.sim_coeff, "std_coeff": m.std_coeff,
+            "cov_coeff": m.cov_coeff, "redundancy_lambda": m.redundancy_lambda, "gather_distributed": True}
 
 
 def augment_params(cfg: Config, archive: Archive) -> dict[str, Any]:

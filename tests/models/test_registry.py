@@ -11,7 +11,7 @@ from spacessl.models.registry import METHODS, build_method, get_method_class
 
 
 def test_registered_methods():
-    assert {"moco", "nnclr", "simclr", "simsiam"} <= set(METHODS)
+    assert {"barlow_twins", "moco", "nnclr", "simclr", "simsiam", "vicreg"} <= set(METHODS)
     for name in METHODS:
         cls = get_method_class(name)
         assert issubclass(cls, SSLMethod) and cls.name == name
@@ -19,7 +19,7 @@ def test_registered_methods():
 
 def test_errors_name_choices():
     enc = nn.Linear(4, 8)
-    with pytest.raises(SpacesslError, match="Available methods are: moco, nnclr, simclr, simsiam"):
+    with pytest.raises(SpacesslError, match="Available methods are: barlow_twins, moco, nnclr, simclr, simsiam, vicreg"):
         build_method("byol", encoder=enc, embed_dim=8)
     with pytest.raises(SpacesslError, match="temprature"):
         build_method("simclr", encoder=enc, embed_dim=8, temprature=0.1)

@@ -16,6 +16,7 @@ from spacessl.errors import SpacesslError
 from spacessl.models.debiased import DebiasedContrastiveLoss
 from spacessl.models.registry import build_method
 from spacessl.models.simclr import SimCLR
+from tests.models.distributed import criterion_on_two_workers
 
 
 def ntxent_reference(z0: torch.Tensor, z1: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -191,22 +192,6 @@ def test_joint_views_normalise_both_views_together():
 # ------------------------------------------------------------------------------- distributed (2 gloo workers)
 
 
-def _worker(rank: int, world: int, init: str, z0: torch.Tensor, z1: torch.Tensor, queue, loss_kwargs: dict) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    try:
-        n = z0.shape[0] // world
-        a = z0[rank * n:(rank + 1) * n].clone().requires_grad_(True)
-        b = z1[rank * n:(rank + 1) * n].clone().requires_grad_(True)
-        loss = SimCLR(tiny_encoder(), 16, temperature=0.5, **loss_kwargs).criterion(a, b)
-        loss.backward()
-        queue.put((rank, loss.item(), a.grad.tolist()))
-    finally:
-        dist.destroy_process_group()
-
-
 LOSS_REFERENCES = {
     "ntxent": ({}, lambda z0, z1: ntxent_reference(z0, z1, 0.5)),
     "debiased": ({"loss": "debiased", "tau_plus": 0.1, "hard_negative_beta": 1.0},
@@ -218,28 +203,9 @@ LOSS_REFERENCES = {
 def test_negatives_gathered_across_workers(tmp_path, loss):
     """Two gloo workers with half the batch each give the single-process loss and gradients of the whole batch."""
     kwargs, reference = LOSS_REFERENCES[loss]
-    import torch.multiprocessing as mp
-
     g = torch.Generator().manual_seed(1)
     z0, z1 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
-    ctx = mp.get_context("spawn")  # fork after autograd has run in this process is unsafe
-    queue = ctx.Queue()
-    init = f"file://{tmp_path}/rendezvous"
-    procs = [ctx.Process(target=_worker, args=(r, 2, init, z0, z1, queue, kwargs)) for r in range(2)]
-    for p in procs:
-        p.start()
-    try:
-        results = {}
-        for _ in procs:
-            rank, loss, grad = queue.get(timeout=120)
-            results[rank] = (loss, torch.tensor(grad))
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    assert all(p.exitcode == 0 for p in procs)
-    dist_loss = (results[0][0] + results[1][0]) / 2
+    dist_loss, grad = criterion_on_two_workers(tmp_path, "simclr", {"temperature": 0.5, **kwargs}, z0, z1)
     full = reference(z0, z1).item()
     local_only = (reference(z0[:4], z1[:4]).item() + reference(z0[4:], z1[4:]).item()) / 2
     assert dist_loss == pytest.approx(full, abs=1e-5)
@@ -247,5 +213,4 @@ def test_negatives_gathered_across_workers(tmp_path, loss):
     # gradients: the mean of the per-worker losses, differentiated per worker, matches the full-batch gradient
     a = z0.clone().requires_grad_(True)
     reference(a, z1).backward()
-    grad = torch.cat([results[0][1], results[1][1]]) / 2
     torch.testing.assert_close(grad, a.grad, rtol=1e-4, atol=1e-5)
