@@ -131,6 +131,12 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     "n1_s2d64_half_adam": ([*S2D64_ADAM, "model.widths=[32,64,128,256]", "model.embed_dim=256"], 3500),
     "n2_s2d64_narrow3_adam": ([*S2D64_ADAM, "model.widths=[32,64,128,512]"], 3360),
     "n3_s2d64_narrow2_adam": ([*S2D64_ADAM, "model.widths=[32,64,256,512]"], 2520),
+    # no negatives: VICReg (Bardes et al. 2022; 25/25/1) and Barlow Twins (Zbontar et al. 2021; lambda 0.0051)
+    # with 1024-wide three-layer heads, for x3's wall time: their step took 1.16 x and 1.19 x x3's in-process
+    "r1_s2d64_vicreg_adam": ([*S2D64_ADAM, "model.method=vicreg", "model.proj_hidden_dim=1024",
+                              "model.proj_out_dim=1024"], 1200),
+    "r2_s2d64_barlow_adam": ([*S2D64_ADAM, "model.method=barlow_twins", "model.proj_hidden_dim=1024",
+                              "model.proj_out_dim=1024"], 1200),
 }
 #: variants trained with multi-crop (Caron et al. 2020): name -> (local views, local side px, local crop area range)
 MULTICROP: dict[str, tuple[int, int, tuple[float, float]]] = {"z1_s2d64_multicrop_adam": (4, 32, (0.1, 0.35))}
