@@ -57,6 +57,8 @@ class ModelConfig(_Section):
     widths: list[int] = Field(default_factory=lambda: [64, 128, 256, 512], min_length=4, max_length=4)
     proj_hidden_dim: int = 512
     proj_out_dim: int = 512
+    #: SimCLR: linear layers of the projection head, 2 (SimCLR) or more (SimCLR v2: 3, Chen et al. 2020)
+    proj_layers: int = Field(2, ge=2)
     pred_hidden_dim: int = 128
     temperature: float = Field(0.5, gt=0.0)  #: SimCLR contrastive-loss temperature
     #: SimCLR's contrastive loss: "ntxent" (NT-Xent), "dcl" / "dclw" (decoupled contrastive learning, the positive

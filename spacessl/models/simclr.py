@@ -42,6 +42,8 @@ class SimCLR(SSLMethod):
         embed_dim: encoder output width.
         proj_hidden_dim: hidden width of the projection MLP.
         proj_out_dim: projection width P (the space where NT-Xent is computed).
+        proj_layers: linear layers of the projection head: 2 as SimCLR, 3 as SimCLR v2 (Chen et al., "Big
+            Self-Supervised Models are Strong Semi-Supervised Learners", NeurIPS 2020).
         temperature: temperature tau of the contrastive loss.
         loss: "ntxent" (SimCLR's NT-Xent), "dcl" (decoupled: the positive left out of the denominator) or "dclw"
             (decoupled, positives weighted by how hard they are, sigma 0.5), all three from lightly; or "debiased"
@@ -65,6 +67,7 @@ class SimCLR(SSLMethod):
         *,
         proj_hidden_dim: int = 512,
         proj_out_dim: int = 128,
+        proj_layers: int = 2,
         temperature: float = 0.5,
         loss: Literal["ntxent", "dcl", "dclw", "debiased"] = "ntxent",
         tau_plus: float = 0.1,
@@ -77,7 +80,10 @@ class SimCLR(SSLMethod):
             raise SpacesslError(f"Unknown SimCLR loss {loss!r}; choose one of {', '.join(LOSSES)} (set model.loss).")
         if gather_distributed is None:
             gather_distributed = torch_dist.is_available()
-        self.projection_head = SimCLRProjectionHead(embed_dim, proj_hidden_dim, proj_out_dim)
+        if proj_layers < 2:
+            raise SpacesslError(f"SimCLR's projection head needs at least 2 layers, got {proj_layers} "
+                                "(set model.proj_layers: 2, or 3 as SimCLR v2).")
+        self.projection_head = SimCLRProjectionHead(embed_dim, proj_hidden_dim, proj_out_dim, num_layers=proj_layers)
         extra = {"tau_plus": tau_plus, "beta": hard_negative_beta} if loss == "debiased" else {}
         self.criterion = LOSSES[loss](temperature=temperature, gather_distributed=gather_distributed, **extra)
         self.temperature = temperature

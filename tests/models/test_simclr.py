@@ -214,3 +214,24 @@ def test_negatives_gathered_across_workers(tmp_path, loss):
     a = z0.clone().requires_grad_(True)
     reference(a, z1).backward()
     torch.testing.assert_close(grad, a.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_projection_head_layers_from_config():
+    from spacessl.train.loop import method_kwargs
+
+    def linears(m: nn.Module) -> list[tuple[int, int]]:
+        return [(x.in_features, x.out_features) for x in m.projection_head.modules() if isinstance(x, nn.Linear)]
+
+    two = build_method("simclr", encoder=tiny_encoder(), embed_dim=16,
+                       **method_kwargs(load_config(None, ["model.proj_hidden_dim=32", "model.proj_out_dim=8"])))
+    three = build_method("simclr", encoder=tiny_encoder(), embed_dim=16,
+                         **method_kwargs(load_config(None, ["model.proj_hidden_dim=32", "model.proj_out_dim=8",
+                                                            "model.proj_layers=3"])))
+    assert linears(two) == [(16, 32), (32, 8)]
+    assert linears(three) == [(16, 32), (32, 32), (32, 8)]
+    x0, x1 = torch.randn(6, 3, 4), torch.randn(6, 3, 4)
+    assert three(x0, x1)["z"].shape == (6, 8)
+    with pytest.raises(SpacesslError, match="proj_layers"):
+        load_config(None, ["model.proj_layers=1"])
+    with pytest.raises(SpacesslError, match="model.proj_layers"):
+        SimCLR(tiny_encoder(), 16, proj_layers=1)
