@@ -101,6 +101,19 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     # in-process); the screens ran at 1.16 x and 1.28 x, so y7 and y8 took 3 % and 16 % longer than x3
     "y7_s2d64_b128_adam": ([*S2D64_ADAM, "train.batch_size=128"], 836),
     "y8_s2d64_b256_adam": ([*S2D64_ADAM, "train.batch_size=256"], 522),
+    # a smaller batch for x3's samples: twice the optimiser steps, each with 62 negatives per view instead of 126
+    "y10_s2d64_b32_adam": ([*S2D64_ADAM, "train.batch_size=32"], 2800),
+    # SimCLR v2's projection head of three layers (Chen et al. 2020); its extra 512 x 512 layer costs ~1 % of a step
+    "h1_s2d64_head3_adam": ([*S2D64_ADAM, "model.proj_layers=3"], 1400),
+    # progressive resizing: 32 px views (0.4 x the step, timed in-process) for the first 60 % of x3's time, then
+    # 64 px: 2,100 + 560 steps
+    "p1_s2d64_prog32_adam": ([*S2D64_ADAM], 2660),
+    # milder intensity views: half the log-range of the gain, gamma and contrast of the allsky preset
+    "j1_s2d64_mildjitter_adam": ([*S2D64_ADAM, "augment.params={brightness: [0.71, 1.41], contrast: [0.85, 1.15], "
+                                  "gamma: [0.84, 1.18]}"], 1400),
+    # stronger intensity views: 1.5 x the log-range of the gain and gamma of the allsky preset, contrast 0.6-1.4
+    "j2_s2d64_strongjitter_adam": ([*S2D64_ADAM, "augment.params={brightness: [0.35, 2.83], contrast: [0.6, 1.4], "
+                                    "gamma: [0.59, 1.66]}"], 1400),
     "y9_s2d64_joint_adam": ([*S2D64_ADAM, "model.joint_views=true"], 1400),
     # the debiased contrastive loss (Chuang et al. 2020): class prior 0.1, and with hard negatives (beta 1,
     # Robinson et al. 2021); the loss costs nothing next to the encoder, so x3's steps
@@ -142,6 +155,8 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
 MULTICROP: dict[str, tuple[int, int, tuple[float, float]]] = {"z1_s2d64_multicrop_adam": (4, 32, (0.1, 0.35))}
 #: variants whose residual blocks start as the identity (each block's last BatchNorm scale at 0)
 ZERO_INIT_RESIDUAL = {"e2_s2d64_zeroinit_adam"}
+#: variants whose views are smaller in the first steps: name -> (side px, share of the steps)
+PROGRESSIVE: dict[str, tuple[int, float]] = {"p1_s2d64_prog32_adam": (32, 2100 / 2660)}
 #: variants whose two views come from two frames of the same camera at most this many seconds apart
 TEMPORAL_S: dict[str, float] = {"x5_temporal32_adam": 30.0, "x6_temporal_s2d64_adam": 30.0}
 
@@ -183,12 +198,14 @@ def setup(name: str, archive, raw: np.ndarray, device: torch.device):
     return cfg, comps, x_all
 
 
-def local_views(augment, size: int, scale: tuple[float, float]):
-    """The global view pipeline with its rotated crop replaced by a small one: (B, C, H, W) -> (B, C, size, size)."""
+def local_views(augment, size: int, scale: tuple[float, float] | None = None):
+    """The global view pipeline with its rotated crop replaced by a small one: (B, C, H, W) -> (B, C, size, size);
+    ``scale`` None keeps the crop's area range."""
     from spacessl.augment.base import Compose
     from spacessl.augment.images import RandomRotatedCrop
 
-    steps = [RandomRotatedCrop(size=size, scale=scale, ratio=t.ratio, degrees=t.degrees, fov_radius=t.fov_radius)
+    steps = [RandomRotatedCrop(size=size, scale=t.scale if scale is None else scale, ratio=t.ratio, degrees=t.degrees,
+                               fov_radius=t.fov_radius)
              if isinstance(t, RandomRotatedCrop) else t for t in augment.transforms]
     return Compose(steps)
 
@@ -223,6 +240,8 @@ def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch
     meta = archive.read(0, archive.n, fields=["source", "time_ns"]).meta if name in TEMPORAL_S else None
     rng = np.random.default_rng(0)
     local = local_views(comps.augment, *MULTICROP[name][1:]) if name in MULTICROP else None
+    small, small_steps = (local_views(comps.augment, PROGRESSIVE[name][0]), round(PROGRESSIVE[name][1] * steps)) \
+        if name in PROGRESSIVE else (None, 0)
     losses = []
     t0 = time.perf_counter()
     for s in range(steps):
@@ -241,8 +260,9 @@ def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch
             out = multicrop_step(model.train(), x_all[idx.to(device)], augment=comps.augment, local=local,
                                  n_local=MULTICROP[name][0], generator=gen, optimizer=opt, scheduler=sched)
         else:
-            out = train_step(model.train(), x_all[idx.to(device)], augment=comps.augment, generator=gen,
-                             optimizer=opt, scheduler=sched, x_pair=x_pair)
+            views = small if s < small_steps else comps.augment
+            out = train_step(model.train(), x_all[idx.to(device)], augment=views, generator=gen, optimizer=opt,
+                             scheduler=sched, x_pair=x_pair)
         if s % 100 == 0 or s == steps - 1:
             losses.append(round(float(out["loss"]), 3))
     if device.type == "cuda":
