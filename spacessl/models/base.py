@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 
@@ -49,7 +50,8 @@ class ProjectedPairMethod(SSLMethod):
     """A method whose loss compares the projections of the two views and nothing else (VICReg, Barlow Twins):
     subclasses set ``projection_head`` ((B, embed_dim) -> (B, P)) and ``criterion`` ((B, P), (B, P) -> ()).
 
-    The loss is computed in float32 whatever the autocast precision of the forward.
+    The loss is computed in float32 with autocast off, whatever the precision of the forward: under bf16 autocast
+    the D x D products of VICReg's covariance and Barlow Twins' cross-correlation would otherwise run in bf16.
 
     Shape: x0, x1 (B, *sample_shape) -> loss (), z (B, P).
     """
@@ -64,4 +66,6 @@ class ProjectedPairMethod(SSLMethod):
     def forward(self, x0: Tensor, x1: Tensor) -> dict[str, Tensor]:
         z0 = self.project(x0)  # (B, P)
         z1 = self.project(x1)  # (B, P)
-        return {"loss": self.criterion(z0.float(), z1.float()), "z": z0.detach()}
+        with torch.autocast(z0.device.type, enabled=False):
+            loss = self.criterion(z0.float(), z1.float())
+        return {"loss": loss, "z": z0.detach()}

@@ -103,3 +103,16 @@ def test_variance_and_covariance_over_every_worker(tmp_path):
     a = z0.clone().requires_grad_(True)
     vicreg_reference(a, z1).backward()
     torch.testing.assert_close(grad, a.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_loss_in_float32_under_autocast():
+    """Under bf16 autocast the encoder and head run in bf16, the loss's products in float32."""
+    torch.manual_seed(0)
+    m = build_method("vicreg", encoder=nn.Sequential(nn.Flatten(), nn.Linear(12, 16)), embed_dim=16,
+                     proj_hidden_dim=32, proj_out_dim=64)
+    x0, x1 = torch.randn(8, 3, 4), torch.randn(8, 3, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x0, x1)
+        z0, z1 = m.project(x0), m.project(x1)
+    assert z0.dtype == torch.bfloat16 and out["loss"].dtype == torch.float32
+    torch.testing.assert_close(out["loss"], vicreg_reference(z0.float(), z1.float()), rtol=1e-5, atol=1e-5)
