@@ -240,8 +240,9 @@ def train_variant(name: str, archive, raw: np.ndarray, steps: int, device: torch
     meta = archive.read(0, archive.n, fields=["source", "time_ns"]).meta if name in TEMPORAL_S else None
     rng = np.random.default_rng(0)
     local = local_views(comps.augment, *MULTICROP[name][1:]) if name in MULTICROP else None
-    small, small_steps = (local_views(comps.augment, PROGRESSIVE[name][0]), round(PROGRESSIVE[name][1] * steps)) \
-        if name in PROGRESSIVE else (None, 0)
+    small_px, small_share = PROGRESSIVE.get(name, (0, 0.0))
+    small = local_views(comps.augment, small_px) if small_px else None
+    small_steps = round(small_share * steps)
     losses = []
     t0 = time.perf_counter()
     for s in range(steps):

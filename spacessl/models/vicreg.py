@@ -73,9 +73,9 @@ class VICReg(ProjectedPairMethod):
     """VICReg: encoder -> 3-layer expander -> ``sim_coeff`` · invariance + ``std_coeff`` · variance +
     ``cov_coeff`` · covariance.
 
-    Under DDP the variance and covariance terms are taken over the projections of every worker (lightly gathers
-    them when a process group of more than one worker exists at forward time), so they see the global batch; the
-    invariance term is each worker's own mean and DDP averages it.
+    Under DDP the variance and covariance terms are taken over the projections of every worker (gathered with their
+    gradients by lightly's ``dist.gather`` when a process group of more than one worker exists at forward time), so
+    they see the global batch; the invariance term is each worker's own mean and DDP averages it.
 
     Args:
         encoder: backbone, (B, *sample_shape) -> (B, embed_dim).
