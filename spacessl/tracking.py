@@ -251,6 +251,25 @@ def load_encoder(uri: str, *, tracking_uri: str | None = None,
     return _load_checkpoint(uri.removeprefix("file://"), map_location)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def plain_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a model's ``info`` that outputs made from it record as attributes: plain values and lists of
+    plain values (``widths``, ``stretch_percentiles``, ``input_shape``, ...; tuples become lists). Nested mappings
+    (the training ``config``) are left out.
+
+    Every entry that rebuilds or feeds the encoder must survive: the evaluation's baselines are made from them.
+    """
+    out: dict[str, Any] = {}
+    for k, v in info.items():
+        if isinstance(v, _PLAIN):
+            out[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(e, _PLAIN) for e in v):
+            out[k] = list(v)
+    return out
+
+
 def _load_mlflow(uri: str, tracking_uri: str, map_location: str | torch.device) -> tuple[nn.Module, dict]:
     import mlflow
     import mlflow.pytorch

@@ -72,6 +72,15 @@ def test_checkpoint_of_a_narrower_encoder_loads_at_its_widths(tmp_path):
     assert old.widths == (64, 128, 256, 512)
 
 
+def test_plain_info_keeps_lists_of_plain_values_and_drops_mappings():
+    info = {"encoder": "resnet18_s2d", "embed_dim": 512, "input_size": 64, "window_samples": None, "half": False,
+            "widths": [32, 64, 128, 512], "stretch_percentiles": (1.0, 99.9), "input_shape": [1, 64, 64],
+            "config": {"model": {"method": "simclr"}}, "mixed": [1, {"a": 2}]}
+    assert tracking.plain_info(info) == {
+        "encoder": "resnet18_s2d", "embed_dim": 512, "input_size": 64, "window_samples": None, "half": False,
+        "widths": [32, 64, 128, 512], "stretch_percentiles": [1.0, 99.9], "input_shape": [1, 64, 64]}
+
+
 def test_bad_model_uri_names_the_choices(tmp_path):
     with pytest.raises(tracking.TrackingError, match="models:/NAME/VERSION"):
         tracking.load_encoder("s3://bucket/model.pt")

@@ -156,9 +156,11 @@ class EmbedActor:
 
     def describe(self) -> dict[str, Any]:
         """Embedding width (probed on the archive's first sample) and what the model records about itself."""
+        from spacessl.tracking import plain_info
+
         dim = self._torch.submit(self.embedder.probe, self.archive.read(0, 1, fields=[]).samples).result()
-        info = {k: v for k, v in self.embedder.info.items() if isinstance(v, (str, int, float, bool, type(None)))}
-        return {"dim": dim, "info": info, "run_id": str(self.embedder.info.get("run_id") or "")}
+        info = self.embedder.info
+        return {"dim": dim, "info": plain_info(info), "run_id": str(info.get("run_id") or "")}
 
     def progress(self) -> int:
         return self.rows

@@ -197,9 +197,10 @@ def test_registered_model_from_mlflow(ray_cluster, mlflow_server, tmp_path):
 
     archive = make_image_archive(tmp_path / "a.zarr", n=48, size=32, chunk_size=16)
     torch.manual_seed(0)
-    enc = build_encoder("auto", modality="image", in_channels=1, embed_dim=16).eval()
+    enc = build_encoder("auto", modality="image", in_channels=1, embed_dim=16, widths=[8, 16, 32, 64]).eval()
     run_id = tracking.create_run(mlflow_server, "embed-test", "tiny")
-    info = {"encoder": "auto", "modality": "image", "in_channels": 1, "embed_dim": 16}
+    info = {"encoder": "auto", "modality": "image", "in_channels": 1, "embed_dim": 16, "widths": [8, 16, 32, 64],
+            "stretch": "percentile", "stretch_percentiles": [1.0, 99.9]}
     tracking.log_encoder(mlflow_server, run_id, enc, torch.rand(2, 1, 32, 32), info=info,
                          registered_name="tiny-embed", alias="current")
     out = tmp_path / "e.zarr"
@@ -209,6 +210,10 @@ def test_registered_model_from_mlflow(ray_cluster, mlflow_server, tmp_path):
     assert r.samples_embedded == 48 and vectors.dtype == np.float16 and vectors.shape == (48, 16)
     assert attrs["model_uri"] == "models:/tiny-embed@current" and attrs["run_id"] == run_id
     assert attrs["tracking_uri"] == mlflow_server and attrs["dtype"] == "float16"
+    # what rebuilds and feeds the encoder is recorded, lists included: the evaluation's baselines are made from it
+    recorded = attrs["model_info"]
+    assert recorded["widths"] == [8, 16, 32, 64] and recorded["stretch_percentiles"] == [1.0, 99.9]
+    assert recorded["stretch"] == "percentile" and recorded["embed_dim"] == 16
     from spacessl.archive import open_archive
     from spacessl.embed.embedder import Embedder
 

@@ -220,3 +220,31 @@ def test_random_init_baseline_averages_the_same_views(aurora_set):
     want = Embedder(enc, build_preprocess(archive, info), views=8)(archive.take(ids, fields=[]).samples)
     np.testing.assert_allclose(eight, want, atol=1e-5)
     assert np.abs(eight - one).max() > 1e-3
+
+
+def test_baselines_use_the_models_recorded_stretch_and_widths(aurora_set):
+    """The raw and random-init baselines are made with the model's own stretch percentiles and stage widths, as
+    the embeddings record them."""
+    from spacessl.augment.preprocess import Preprocess
+    from spacessl.embed.store import open_embeddings
+    from spacessl.evaluate.baselines import baseline_features, random_encoder, raw_features
+    from spacessl.models.encoders import build_encoder
+
+    _, emb = aurora_set
+    e = open_embeddings(emb)
+    archive = e.archive()
+    ids = np.arange(0, 64, 4)
+    samples = archive.take(ids, fields=[]).samples
+    info = {**e.attrs["model_info"], "stretch": "percentile", "stretch_percentiles": [1.0, 99.9],
+            "widths": [8, 16, 32, 64]}
+    got = baseline_features(archive, ids, info, embed_dim=e.dim)
+    want = raw_features(Preprocess.for_archive(archive, stretch="percentile", stretch_percentiles=(1.0, 99.9))(
+        samples)).numpy()
+    default = raw_features(Preprocess.for_archive(archive, stretch="percentile")(samples)).numpy()
+    np.testing.assert_allclose(got["raw"], want, atol=1e-6)
+    assert np.abs(want - default).max() > 1e-3
+    shapes = {k: v.shape for k, v in random_encoder(info, modality="image", in_channels=1,
+                                                    embed_dim=e.dim).state_dict().items()}
+    narrow = build_encoder(info["encoder"], modality="image", in_channels=1, embed_dim=info["embed_dim"],
+                           widths=[8, 16, 32, 64])
+    assert shapes == {k: v.shape for k, v in narrow.state_dict().items()}
