@@ -45,8 +45,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 RECIPES: dict[str, list[str]] = {
     "image": ["model.method=simclr", "model.encoder=resnet18_s2d", "model.proj_hidden_dim=512",
               "model.proj_out_dim=128", "model.temperature=0.2", "augment.preset=allsky",
-              "data.stretch=percentile", "train.batch_size=64", "train.optimizer=adamw", "train.lr=0.002",
-              "train.weight_decay=1.0e-4", "train.schedule=cosine", "train.warmup_epochs=0.2"],
+              "data.stretch=percentile", "data.stretch_percentiles=[1, 99.9]", "train.batch_size=64",
+              "train.optimizer=adamw", "train.lr=0.002", "train.weight_decay=1.0e-4", "train.schedule=cosine",
+              "train.warmup_epochs=0.2"],
     "waveform": ["model.method=simclr", "model.encoder=resnet1d", "model.proj_hidden_dim=512",
                  "model.proj_out_dim=128", "model.temperature=0.2", "augment.preset=default",
                  "train.batch_size=64", "train.optimizer=sgd", "train.lr=0.6", "train.momentum=0.9",
