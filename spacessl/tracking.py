@@ -245,10 +245,58 @@ def load_encoder(uri: str, *, tracking_uri: str | None = None,
     """
     if uri.startswith(("models:/", "runs:/")):
         return _load_mlflow(uri, tracking_uri or resolve_tracking_uri(), map_location)
+    return _load_checkpoint(_checkpoint_path(uri), map_location)
+
+
+def read_model_info(uri: str, *, tracking_uri: str | None = None) -> dict[str, Any]:
+    """What :func:`load_encoder` returns as ``info`` for ``uri``, read without loading the weights: the model's
+    recorded metadata (MLflow) or ``model.json`` (checkpoint), with ``uri``, ``source``, ``run_id`` and, for
+    ``models:/`` URIs, ``name`` and ``version``.
+
+    Raises TrackingError naming the store when MLflow does not know the model; a checkpoint folder without a
+    checkpoint raises the checkpoint reader's error.
+    """
+    if uri.startswith(("models:/", "runs:/")):
+        import mlflow
+
+        tracking_uri = tracking_uri or resolve_tracking_uri()
+        c = client(tracking_uri)
+        try:
+            model_info = mlflow.models.get_model_info(uri)
+            info: dict[str, Any] = dict(model_info.metadata or {})
+            info.update(uri=uri, source="mlflow", run_id=model_info.run_id or info.get("mlflow_run_id", ""))
+            if uri.startswith("models:/"):
+                info.update(_registered_version(c, uri))
+        except Exception as exc:  # noqa: BLE001 - MLflow raises several types for an unknown model
+            raise TrackingError(f"cannot find model {uri!r} in the tracking store {tracking_uri}: {exc}. List runs "
+                                "with `spacessl runs`, or pass --tracking-uri") from exc
+        return info
+    from spacessl.train.checkpoint import latest_checkpoint, read_info
+
+    ckpt = latest_checkpoint(_checkpoint_path(uri))
+    info = read_info(ckpt)
+    info.update(uri=str(ckpt), source="checkpoint", run_id=info.get("mlflow_run_id", ""))
+    return info
+
+
+def _checkpoint_path(uri: str) -> str:
     if "://" in uri and not uri.startswith("file://"):
         raise TrackingError(f"cannot load an encoder from {uri!r}: use models:/NAME/VERSION, models:/NAME@alias, "
                             "runs:/RUN_ID/model or a local checkpoint directory")
-    return _load_checkpoint(uri.removeprefix("file://"), map_location)
+    return uri.removeprefix("file://")
+
+
+def _registered_version(c: Any, uri: str) -> dict[str, str]:
+    """``name`` and ``version`` of a ``models:/NAME/VERSION``, ``models:/NAME/latest`` or ``models:/NAME@alias``."""
+    ref = uri[len("models:/"):]
+    name, _, rest = ref.partition("@") if "@" in ref else ref.partition("/")
+    if "@" in ref:
+        version = c.get_model_version_by_alias(name, rest).version
+    elif rest == "latest":
+        version = max(int(v.version) for v in c.search_model_versions(f"name='{name}'"))
+    else:
+        version = rest
+    return {"name": name, "version": str(version)}
 
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -271,29 +319,15 @@ def plain_info(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_mlflow(uri: str, tracking_uri: str, map_location: str | torch.device) -> tuple[nn.Module, dict]:
-    import mlflow
     import mlflow.pytorch
     from mlflow.exceptions import MlflowException
 
-    c = client(tracking_uri)
+    info = read_model_info(uri, tracking_uri=tracking_uri)
     try:
-        model_info = mlflow.models.get_model_info(uri)
         module = mlflow.pytorch.load_model(uri, map_location=map_location)
     except (MlflowException, OSError) as exc:
         raise TrackingError(f"cannot load model {uri!r} from tracking store {tracking_uri}: {exc}. "
                             "List models with `mlflow models` / the MLflow UI, or runs with `spacessl runs`") from exc
-    info: dict[str, Any] = dict(model_info.metadata or {})
-    info.update(uri=uri, source="mlflow", run_id=model_info.run_id or info.get("mlflow_run_id", ""))
-    if uri.startswith("models:/"):
-        ref = uri[len("models:/"):]
-        name, _, rest = ref.partition("@") if "@" in ref else ref.partition("/")
-        if "@" in ref:
-            version = c.get_model_version_by_alias(name, rest).version
-        elif rest == "latest":
-            version = max(int(v.version) for v in c.search_model_versions(f"name='{name}'"))
-        else:
-            version = rest
-        info.update(name=name, version=str(version))
     if not isinstance(module, nn.Module) or type(module).__name__.startswith("GraphModule"):
         module = LoadedEncoder(module)
     return module.eval(), info
@@ -301,14 +335,13 @@ def _load_mlflow(uri: str, tracking_uri: str, map_location: str | torch.device) 
 
 def _load_checkpoint(path: str, map_location: str | torch.device) -> tuple[nn.Module, dict]:
     from spacessl.models.encoders import build_encoder
-    from spacessl.train.checkpoint import ENCODER_FILE, latest_checkpoint, read_info
+    from spacessl.train.checkpoint import ENCODER_FILE
 
-    ckpt = latest_checkpoint(path)
-    info = read_info(ckpt)
+    info = read_model_info(path)
     encoder = build_encoder(info["encoder"], modality=info["modality"], in_channels=int(info["in_channels"]),
                             embed_dim=int(info["embed_dim"]), widths=info.get("widths"))
-    encoder.load_state_dict(torch.load(ckpt / ENCODER_FILE, map_location=map_location, weights_only=True))
-    info.update(uri=str(ckpt), source="checkpoint", run_id=info.get("mlflow_run_id", ""))
+    encoder.load_state_dict(torch.load(Path(info["uri"]) / ENCODER_FILE, map_location=map_location,
+                                       weights_only=True))
     return encoder.to(map_location).eval(), info
 
 

@@ -36,6 +36,8 @@ def test_load_encoder_from_checkpoint_and_run_dir(tmp_path):
                         epoch=epoch, global_step=5 * (epoch + 1), info=info)
     loaded, meta = tracking.load_encoder(str(tmp_path))  # the run directory: newest epoch
     assert meta["epoch"] == 1 and meta["source"] == "checkpoint" and not loaded.training
+    assert tracking.read_model_info(str(tmp_path)) == meta
+    assert tracking.read_model_info((tmp_path / "checkpoint_0").as_uri())["epoch"] == 0
     x = torch.randn(2, 3, 256)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), enc.eval()(x))
@@ -84,8 +86,11 @@ def test_plain_info_keeps_lists_of_plain_values_and_drops_mappings():
 def test_bad_model_uri_names_the_choices(tmp_path):
     with pytest.raises(tracking.TrackingError, match="models:/NAME/VERSION"):
         tracking.load_encoder("s3://bucket/model.pt")
-    with pytest.raises(tracking.TrackingError, match="cannot load model"):
-        tracking.load_encoder("models:/nope/1", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    with pytest.raises(tracking.TrackingError, match="models:/NAME/VERSION"):
+        tracking.read_model_info("s3://bucket/model.pt")
+    for read in (tracking.load_encoder, tracking.read_model_info):
+        with pytest.raises(tracking.TrackingError, match=r"cannot find model 'models:/nope/1' in the tracking store"):
+            read("models:/nope/1", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
 
 
 def test_record_lineage_tags_the_model_run(tmp_path, caplog):

@@ -197,24 +197,10 @@ class EmbedActor:
 def preflight(model_uri: str, archive: Any, tracking_uri: str | None) -> dict[str, Any]:
     """What the model records about itself, read without loading weights, checked against ``archive``: a wrong
     URI, a missing checkpoint or a model for other samples fails here with a clear error, before any actor starts."""
+    from spacessl import tracking
     from spacessl.embed.embedder import check_compatible
 
-    if model_uri.startswith(("models:/", "runs:/")):
-        from spacessl import tracking
-
-        tracking.client(tracking_uri or tracking.resolve_tracking_uri())
-        import mlflow
-
-        try:
-            info = dict(mlflow.models.get_model_info(model_uri).metadata or {})
-        except Exception as exc:  # noqa: BLE001 - MLflow raises several types for an unknown model
-            raise tracking.TrackingError(
-                f"cannot find model {model_uri} in the tracking store {tracking_uri}: {exc}. List runs with "
-                "`spacessl runs`, or pass --tracking-uri") from exc
-    else:
-        from spacessl.train.checkpoint import latest_checkpoint, read_info
-
-        info = read_info(latest_checkpoint(model_uri))
+    info = tracking.read_model_info(model_uri, tracking_uri=tracking_uri)
     check_compatible(archive, info, model_uri)
     return info
 

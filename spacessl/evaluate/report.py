@@ -37,11 +37,11 @@ def _model_info(emb: Any, model_uri: str | None, tracking_uri: str | None) -> tu
     uri = str(attrs.get("model_uri") or "")
     run_id = str(attrs.get("run_id") or "")
     if model_uri:
-        from spacessl.tracking import load_encoder, plain_info
+        from spacessl.tracking import plain_info, read_model_info
 
-        _, loaded = load_encoder(model_uri, tracking_uri=tracking_uri)
-        info.update(plain_info(loaded))
-        uri, run_id = model_uri, str(loaded.get("run_id") or run_id)
+        recorded = read_model_info(model_uri, tracking_uri=tracking_uri)
+        info.update(plain_info(recorded))
+        uri, run_id = model_uri, str(recorded.get("run_id") or run_id)
     return info, uri, run_id
 
 

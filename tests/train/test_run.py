@@ -29,7 +29,7 @@ def test_mlflow_server_receives_params_metrics_and_registered_model(ray_cluster,
                                                                     tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from spacessl.tracking import list_runs, load_encoder
+    from spacessl.tracking import list_runs, load_encoder, read_model_info
     from spacessl.train.run import RunExistsError, train
 
     # with temporal pairs (the tiny frames lie 3 s apart): the paired data path runs under Ray Train too
@@ -75,7 +75,11 @@ def test_mlflow_server_receives_params_metrics_and_registered_model(ray_cluster,
         np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=1e-4, rtol=1e-4)
         assert info["run_id"] == result.mlflow_run_id and info["modality"] == "image"
         assert info["input_shape"] == [1, 32, 32] and info["archive_url"] == tiny_archive
+        assert read_model_info(uri, tracking_uri=mlflow_server) == info  # the same, without the weights
+        if uri.startswith("models:/"):
+            assert info["name"] == "tiny-encoder" and info["version"] == str(result.version)
     assert info_ckpt["epoch"] == 1 and info_ckpt["source"] == "checkpoint"
+    assert read_model_info(result.checkpoint_path) == info_ckpt
 
     rows = list_runs(5, tracking_uri=mlflow_server, experiment="tests")
     assert rows[0]["run_id"] == result.mlflow_run_id and rows[0]["model"] == f"tiny-encoder/{result.version}"
