@@ -1,0 +1,118 @@
+"""Label-free changes to how a trained image encoder's embeddings are taken, scored against the stored embeddings
+on the same rows and the same split: a paired comparison, free of the run-to-run spread of training.
+
+    python benchmarks/embedding_variants.py out/q34    # a quality benchmark run folder (benchmarks/quality.py --out)
+
+The run folder holds ``aurora.emb.zarr`` (what ``spacessl embed`` stored) and ``runs/quality-image`` (the
+training run's checkpoints). Each variant below is scored with the evaluation's own kNN (cosine, k = 20,
+T = 0.07) and linear probe on the evaluation's rows and grouped split (seed 0), beside the stored embeddings:
+
+* ``size=S``: the frames resized to S px instead of the training size before the encoder (FixRes, Touvron et al.
+  2019: training crops magnify the sky by 1 / sqrt(crop area) ~ 1.25 at the ``allsky`` preset's 60-100 %, so
+  whole frames at 1.25 x the size show it at the scale the encoder learned).
+* ``layer3+layer4``: the last two stages' globally pooled features, each L2-normalised, concatenated.
+* ``whiten D^p``: PCA of the stored embeddings of the evaluated rows (labels unused; the whole archive when it
+  holds no more than 20,000 labelled rows), the first D axes scaled by
+  eigenvalue^p (p = -0.5: full whitening), L2-normalised (descriptor whitening as in image retrieval; FAISS's
+  ``PCAMatrix`` with ``eigen_power``).
+
+Every variant keeps the stored embeddings' symmetry views (the mean of the L2-normalised embeddings of the frame
+rotated by 0, 90, 180 and 270 degrees). Prints one line per variant: kNN and linear accuracy and their change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spacessl.embed.embedder import build_preprocess  # noqa: E402
+from spacessl.embed.store import open_embeddings  # noqa: E402
+from spacessl.evaluate.knn import l2_normalize  # noqa: E402
+from spacessl.evaluate.metrics import feature_metrics  # noqa: E402
+from spacessl.evaluate.sample import sample_embeddings  # noqa: E402
+from spacessl.evaluate.splits import group_ids, grouped_split  # noqa: E402
+from spacessl.tracking import load_encoder  # noqa: E402
+
+
+@torch.inference_mode()
+def encode(encoder: torch.nn.Module, archive, ids: np.ndarray, info: dict, *, size: int | None = None,
+           views: int = 4, batch: int = 256) -> dict[str, np.ndarray]:
+    """Rotation-averaged features of archive rows ``ids``: {"layer4": (n, 512), "layer3": (n, C3)}, unit rows."""
+    feats: dict[str, torch.Tensor] = {}
+    hook = encoder.backbone.layer3.register_forward_hook(lambda m, i, o: feats.__setitem__("layer3", o))
+    pre = build_preprocess(archive, dict(info, input_size=size or info.get("input_size")))
+    out: dict[str, list[np.ndarray]] = {"layer4": [], "layer3": []}
+    try:
+        for s in range(0, len(ids), batch):
+            x = pre(archive.take(ids[s:s + batch], fields=[]).samples)
+            acc = {"layer4": 0.0, "layer3": 0.0}
+            for r in range(views):
+                v = torch.rot90(x, r, dims=(-2, -1))
+                acc["layer4"] = acc["layer4"] + F.normalize(encoder(v), dim=1)
+                acc["layer3"] = acc["layer3"] + F.normalize(feats["layer3"].mean(dim=(-2, -1)), dim=1)
+            for k in out:
+                out[k].append(acc[k].numpy())
+    finally:
+        hook.remove()
+    return {k: l2_normalize(np.concatenate(v)) for k, v in out.items()}
+
+
+def whiten(x: np.ndarray, dim: int, power: float) -> np.ndarray:
+    """(n, D) → (n, dim): centred, projected on the first ``dim`` principal axes scaled by eigenvalue^power, unit."""
+    xc = x - x.mean(0)
+    _, s, vt = np.linalg.svd(xc, full_matrices=False)
+    scale = (s[:dim] ** 2 / len(x)) ** power
+    return l2_normalize(xc @ (vt[:dim].T * scale))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="a benchmarks/quality.py output folder")
+    p.add_argument("--sizes", default="80,96", help="input sizes to embed at (px, comma-separated)")
+    p.add_argument("--whiten", default="32,64,128,256", help="PCA dimensions to whiten to")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    run = Path(args.run)
+    emb = open_embeddings(str(run / "aurora.emb.zarr"))
+    archive = emb.archive()
+    sample = sample_embeddings(emb, 20_000, seed=0)
+    y = sample.labels
+    groups = group_ids(sample.source, sample.time_ns)
+    train, test = grouped_split(y, groups, test_fraction=0.3, seed=0)
+    encoder, info = load_encoder(str(run / "runs" / "quality-image"))
+
+    def score(x: np.ndarray) -> tuple[float, float]:
+        m = feature_metrics(x, y, train, test, seed=0, groups=groups).scores()
+        return m["knn_acc"], m["linear_acc"]
+
+    base = score(sample.vectors)
+    print(f"{run}: {len(y)} rows, {len(train)} train / {len(test)} test (grouped, seed 0)")
+    print(f"{'variant':<16}{'kNN':>8}{'linear':>8}{'ΔkNN':>8}{'Δlinear':>9}")
+
+    def show(name: str, x: np.ndarray) -> None:
+        knn, lin = score(x)
+        print(f"{name:<16}{knn:8.3f}{lin:8.3f}{knn - base[0]:+8.3f}{lin - base[1]:+9.3f}", flush=True)
+
+    show("stored", sample.vectors)
+    own = encode(encoder, archive, sample.ids, info, views=emb.views)
+    if np.abs(own["layer4"] - sample.vectors).max() > 1e-4:
+        raise SystemExit(f"{run}: re-embedding does not reproduce the stored embeddings; is this the run's model?")
+    show("layer3+layer4", l2_normalize(np.hstack([own["layer3"], own["layer4"]])))
+    for size in (int(s) for s in args.sizes.split(",") if s):
+        show(f"size={size}", encode(encoder, archive, sample.ids, info, size=size, views=emb.views)["layer4"])
+    for dim in (int(d) for d in args.whiten.split(",") if d):
+        for power in (-0.5, -0.25):
+            show(f"whiten {dim}^{power}", whiten(sample.vectors, dim, power))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
