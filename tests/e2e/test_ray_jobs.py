@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,6 +122,21 @@ def mlflow_tracking(tmp_path_factory) -> Iterator[str]:
     assert not left, f"mlflow server processes still alive: {sorted(left)}"
 
 
+def _wait_http(url: str, deadline: float, what: str, log: str) -> None:
+    """Return once ``url`` gives any HTTP answer (an error status counts: the server is up); raise after
+    ``deadline`` (time.time()) naming ``what`` with the tail of ``log``."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.time() > deadline:
+                raise RuntimeError(f"{what} does not answer:\n{log[-3000:]}") from None
+        time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[RayHead]:
     """A Ray head with 2 CPUs on 127.0.0.1, every port chosen free, in a short temporary directory (Ray's socket
@@ -139,15 +155,11 @@ def ray_head() -> Iterator[RayHead]:
         if proc.returncode != 0:
             raise RuntimeError(f"ray start failed ({proc.returncode}):\n{out[-3000:]}")
         deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{head.dashboard}/api/version", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline:
-                    raise RuntimeError(f"Ray dashboard {head.dashboard} does not answer:\n{out[-3000:]}") from None
-            time.sleep(1)
+        _wait_http(f"{head.dashboard}/api/version", deadline, f"Ray dashboard {head.dashboard}", out)
+        # jobs go through the head node's dashboard agent, which registers itself once its HTTP server is up; the
+        # dashboard waits only 10 s for it before it refuses a job ("No available agent to submit job")
+        _wait_http(f"http://127.0.0.1:{agent_port}/api/job_agent/jobs/none/logs", deadline,
+                   f"Ray dashboard agent on port {agent_port}", out)
         yield head
     finally:
         if proc.poll() is None:
