@@ -17,7 +17,7 @@ T = 0.07) and linear probe on the evaluation's rows and grouped split (seed 0), 
   ``PCAMatrix`` with ``eigen_power``).
 
 Every variant keeps the stored embeddings' symmetry views (the mean of the L2-normalised embeddings of the frame
-rotated by 0, 90, 180 and 270 degrees). Prints one line per variant: kNN and linear accuracy and their change.
+rotated by 0, 90, 180 and 270 degrees, :func:`~spacessl.embed.embedder.embed_views`). Prints one line per variant: kNN and linear accuracy and their change.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spacessl.embed.embedder import build_preprocess  # noqa: E402
+from spacessl.embed.embedder import build_preprocess, embed_views  # noqa: E402
 from spacessl.embed.store import open_embeddings  # noqa: E402
+from spacessl.evaluate.clustering import pca_whiten  # noqa: E402
 from spacessl.evaluate.knn import l2_normalize  # noqa: E402
 from spacessl.evaluate.metrics import feature_metrics  # noqa: E402
 from spacessl.evaluate.sample import sample_embeddings  # noqa: E402
@@ -45,32 +46,27 @@ from spacessl.tracking import load_encoder  # noqa: E402
 @torch.inference_mode()
 def encode(encoder: torch.nn.Module, archive, ids: np.ndarray, info: dict, *, size: int | None = None,
            views: int = 4, batch: int = 256) -> dict[str, np.ndarray]:
-    """Rotation-averaged features of archive rows ``ids``: {"layer4": (n, 512), "layer3": (n, C3)}, unit rows."""
-    feats: dict[str, torch.Tensor] = {}
-    hook = encoder.backbone.layer3.register_forward_hook(lambda m, i, o: feats.__setitem__("layer3", o))
+    """Features of archive rows ``ids`` averaged over ``views`` symmetric copies as ``spacessl embed`` averages
+    them (:func:`~spacessl.embed.embedder.embed_views`): {"layer4": (n, 512), "layer3": (n, C3)}, unit rows."""
+    pooled: dict[str, torch.Tensor] = {}
+    hook = encoder.backbone.layer3.register_forward_hook(
+        lambda m, i, o: pooled.__setitem__("layer3", o.mean(dim=(-2, -1))))
+
+    def both(v: torch.Tensor) -> torch.Tensor:  # unit layer4 and unit layer3 side by side: equal weights
+        last = F.normalize(encoder(v), dim=1)
+        return torch.cat([last, F.normalize(pooled["layer3"], dim=1)], dim=1)
+
     pre = build_preprocess(archive, dict(info, input_size=size or info.get("input_size")))
-    out: dict[str, list[np.ndarray]] = {"layer4": [], "layer3": []}
+    out = []
     try:
         for s in range(0, len(ids), batch):
             x = pre(archive.take(ids[s:s + batch], fields=[]).samples)
-            acc = {"layer4": 0.0, "layer3": 0.0}
-            for r in range(views):
-                v = torch.rot90(x, r, dims=(-2, -1))
-                acc["layer4"] = acc["layer4"] + F.normalize(encoder(v), dim=1)
-                acc["layer3"] = acc["layer3"] + F.normalize(feats["layer3"].mean(dim=(-2, -1)), dim=1)
-            for k in out:
-                out[k].append(acc[k].numpy())
+            out.append(embed_views(both, x, views=views, modality="image").numpy())
     finally:
         hook.remove()
-    return {k: l2_normalize(np.concatenate(v)) for k, v in out.items()}
-
-
-def whiten(x: np.ndarray, dim: int, power: float) -> np.ndarray:
-    """(n, D) → (n, dim): centred, projected on the first ``dim`` principal axes scaled by eigenvalue^power, unit."""
-    xc = x - x.mean(0)
-    _, s, vt = np.linalg.svd(xc, full_matrices=False)
-    scale = (s[:dim] ** 2 / len(x)) ** power
-    return l2_normalize(xc @ (vt[:dim].T * scale))
+    f = np.concatenate(out)
+    d = int(info.get("embed_dim") or 512)
+    return {"layer4": l2_normalize(f[:, :d]), "layer3": l2_normalize(f[:, d:])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         show(f"size={size}", encode(encoder, archive, sample.ids, info, size=size, views=emb.views)["layer4"])
     for dim in (int(d) for d in args.whiten.split(",") if d):
         for power in (-0.5, -0.25):
-            show(f"whiten {dim}^{power}", whiten(sample.vectors, dim, power))
+            show(f"whiten {dim}^{power}", l2_normalize(pca_whiten(sample.vectors, dim, power=power)))
     return 0
 
 

@@ -150,17 +150,18 @@ class ClusterScores:
     clusters: np.ndarray = field(repr=False)  # (N,) raw cluster ids
 
 
-def pca_whiten(x: np.ndarray, dim: int) -> np.ndarray:
+def pca_whiten(x: np.ndarray, dim: int, *, power: float = -0.5) -> np.ndarray:
     """Rows of ``x`` (N, D) projected on their ``dim`` leading principal axes and scaled to unit variance per axis
     (PCA whitening, fitted on ``x`` itself, no labels): (N, min(dim, D, N - 1)) float32. Zero-variance axes are
-    dropped."""
+    dropped. ``power`` scales each axis by its variance ** power instead: -0.5 whitens, 0 only projects, between
+    them whitens in part (FAISS's ``PCAMatrix`` ``eigen_power``)."""
     x = np.asarray(x, dtype=np.float64)
     centred = x - x.mean(axis=0, keepdims=True)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)  # s: (min(N, D),), vt: (min(N, D), D)
     rank = int((s > s[0] * 1e-6).sum()) if len(s) and s[0] > 0 else 0  # centred: at most N - 1
     keep = max(1, min(int(dim), rank))
     std = s[:keep] / np.sqrt(max(1, len(x) - 1))
-    return (centred @ vt[:keep].T / np.where(std > 0, std, 1.0)).astype(np.float32)
+    return (centred @ vt[:keep].T * np.where(std > 0, std, 1.0) ** (2.0 * power)).astype(np.float32)
 
 
 def kmeans_scores(x: np.ndarray, y: np.ndarray, *, k: int | None = None, seed: int = 0, nredo: int = 3,

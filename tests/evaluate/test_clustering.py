@@ -74,6 +74,12 @@ def test_pca_whiten_matches_sklearn_up_to_sign():
     np.testing.assert_allclose(ours * signs, ref, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.cov(ours.T), np.eye(5), atol=1e-4)  # unit variance, uncorrelated
     assert pca_whiten(x[:3], 32).shape == (3, 2)  # at most N - 1 axes
+    # other powers: the axes' variances become variance ** (1 + 2 power); power 0 is PCA's projection
+    projected = PCA(5, svd_solver="full").fit(x)
+    half = pca_whiten(x, 5, power=-0.25)
+    np.testing.assert_allclose(half.var(0, ddof=1), np.sqrt(projected.explained_variance_), rtol=1e-4)
+    np.testing.assert_allclose(np.abs(pca_whiten(x, 5, power=0.0)), np.abs(projected.transform(x)), rtol=1e-4,
+                               atol=1e-4)
 
 
 def test_whitening_recovers_classes_hidden_behind_a_loud_nuisance_direction():
