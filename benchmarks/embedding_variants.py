@@ -11,13 +11,20 @@ T = 0.07) and linear probe on the evaluation's rows and grouped split (seed 0), 
   2019: training crops magnify the sky by 1 / sqrt(crop area) ~ 1.25 at the ``allsky`` preset's 60-100 %, so
   whole frames at 1.25 x the size show it at the scale the encoder learned).
 * ``layer3+layer4``: the last two stages' globally pooled features, each L2-normalised, concatenated.
+* ``views=V``: the same embedding averaged over V symmetry views instead of the stored count (1: the frame as it
+  is; 8: its rotations by multiples of 90 degrees and their mirror images, :mod:`spacessl.embed.views`).
+* ``head hidden`` / ``head output``: the projection head's features instead of the encoder's, from the run's last
+  checkpoint (SimCLR v2, Chen et al. 2020, takes features from inside the head): the hidden layer after its
+  BatchNorm and ReLU, and the head's output, where the contrastive loss is computed.
 * ``whiten D^p``: PCA of the stored embeddings of the evaluated rows (labels unused; the whole archive when it
   holds no more than 20,000 labelled rows), the first D axes scaled by
   eigenvalue^p (p = -0.5: full whitening), L2-normalised (descriptor whitening as in image retrieval; FAISS's
   ``PCAMatrix`` with ``eigen_power``).
 
-Every variant keeps the stored embeddings' symmetry views (the mean of the L2-normalised embeddings of the frame
-rotated by 0, 90, 180 and 270 degrees, :func:`~spacessl.embed.embedder.embed_views`). Prints one line per variant: kNN and linear accuracy and their change.
+Every variant but ``views=V`` keeps the stored embeddings' symmetry views (the mean of the L2-normalised embeddings
+of the frame rotated by 0, 90, 180 and 270 degrees, :func:`~spacessl.embed.embedder.embed_views`). Prints one line
+per variant: kNN and linear accuracy and their change; with ``--seeds N`` also the kNN averaged over the grouped
+splits of seeds 0 .. N-1 (``benchmarks/split_spread.py``) and its change.
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from spacessl.config import load_config  # noqa: E402
+from split_spread import knn_over_splits  # noqa: E402
+
 from spacessl.embed.embedder import build_preprocess, embed_views  # noqa: E402
 from spacessl.embed.store import open_embeddings  # noqa: E402
 from spacessl.evaluate.clustering import pca_whiten  # noqa: E402
@@ -41,6 +51,38 @@ from spacessl.evaluate.metrics import feature_metrics  # noqa: E402
 from spacessl.evaluate.sample import sample_embeddings  # noqa: E402
 from spacessl.evaluate.splits import group_ids, grouped_split  # noqa: E402
 from spacessl.tracking import load_encoder  # noqa: E402
+from spacessl.train.checkpoint import latest_checkpoint, load_state  # noqa: E402
+from spacessl.train.loop import build_components  # noqa: E402
+
+
+def embed_rows(fn, archive, ids: np.ndarray, pre, *, views: int, batch: int = 256) -> np.ndarray:
+    """(n, D) rows ``embed_views(fn, pre(samples))`` of archive rows ``ids``, in batches."""
+    out = []
+    for s in range(0, len(ids), batch):
+        x = pre(archive.take(ids[s:s + batch], fields=[]).samples)
+        out.append(embed_views(fn, x, views=views, modality="image").numpy())
+    return np.concatenate(out)
+
+
+@torch.inference_mode()
+def head_features(run_dir: Path, archive, ids: np.ndarray, info: dict, *, views: int) -> dict[str, np.ndarray]:
+    """Projection-head features of archive rows ``ids`` from the run's last checkpoint, averaged over ``views``:
+    {"hidden": (n, H) after the hidden layer's BatchNorm and ReLU, "output": (n, P)}, unit rows."""
+    cfg = load_config(run_dir / "config.yaml")
+    method = build_components(cfg, archive).method
+    method.load_state_dict(load_state(latest_checkpoint(run_dir))["model"])
+    method.eval()
+    layers = method.projection_head.layers
+    last = max(i for i, m in enumerate(layers) if isinstance(m, torch.nn.Linear))
+    hidden, rest = layers[:last], layers[last:]
+
+    def both(v: torch.Tensor) -> torch.Tensor:  # unit hidden and unit output side by side: equal weights
+        h = hidden(method.encoder(v))
+        return torch.cat([F.normalize(h, dim=1), F.normalize(rest(h), dim=1)], dim=1)
+
+    f = embed_rows(both, archive, ids, build_preprocess(archive, info), views=views)
+    width = hidden(torch.zeros(2, int(info.get("embed_dim") or 512))).shape[1]
+    return {"hidden": l2_normalize(f[:, :width]), "output": l2_normalize(f[:, width:])}
 
 
 @torch.inference_mode()
@@ -57,14 +99,10 @@ def encode(encoder: torch.nn.Module, archive, ids: np.ndarray, info: dict, *, si
         return torch.cat([last, F.normalize(pooled["layer3"], dim=1)], dim=1)
 
     pre = build_preprocess(archive, dict(info, input_size=size or info.get("input_size")))
-    out = []
     try:
-        for s in range(0, len(ids), batch):
-            x = pre(archive.take(ids[s:s + batch], fields=[]).samples)
-            out.append(embed_views(both, x, views=views, modality="image").numpy())
+        f = embed_rows(both, archive, ids, pre, views=views, batch=batch)
     finally:
         hook.remove()
-    f = np.concatenate(out)
     d = int(info.get("embed_dim") or 512)
     return {"layer4": l2_normalize(f[:, :d]), "layer3": l2_normalize(f[:, d:])}
 
@@ -73,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a benchmarks/quality.py output folder")
     p.add_argument("--sizes", default="80,96", help="input sizes to embed at (px, comma-separated)")
+    p.add_argument("--views", default="1,8", help="symmetry view counts to embed with (1, 4, 8; comma-separated)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="also print each variant's kNN averaged over the grouped splits of seeds 0 .. N-1")
     p.add_argument("--whiten", default="32,64,128,256", help="PCA dimensions to whiten to")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -91,11 +132,18 @@ def main(argv: list[str] | None = None) -> int:
 
     base = score(sample.vectors)
     print(f"{run}: {len(y)} rows, {len(train)} train / {len(test)} test (grouped, seed 0)")
-    print(f"{'variant':<16}{'kNN':>8}{'linear':>8}{'ΔkNN':>8}{'Δlinear':>9}")
+    spread = f"kNN 0-{args.seeds - 1}" if args.seeds > 1 else ""
+    base_spread = knn_over_splits(sample.vectors, sample, seeds=args.seeds).mean() if spread else 0.0
+    print(f"{'variant':<16}{'kNN':>8}{'linear':>8}{'ΔkNN':>8}{'Δlinear':>9}"
+          + (f"{spread:>10}{'Δ':>8}" if spread else ""))
 
     def show(name: str, x: np.ndarray) -> None:
         knn, lin = score(x)
-        print(f"{name:<16}{knn:8.3f}{lin:8.3f}{knn - base[0]:+8.3f}{lin - base[1]:+9.3f}", flush=True)
+        line = f"{name:<16}{knn:8.3f}{lin:8.3f}{knn - base[0]:+8.3f}{lin - base[1]:+9.3f}"
+        if spread:
+            mean = knn_over_splits(x, sample, seeds=args.seeds).mean()
+            line += f"{mean:10.3f}{mean - base_spread:+8.3f}"
+        print(line, flush=True)
 
     show("stored", sample.vectors)
     own = encode(encoder, archive, sample.ids, info, views=emb.views)
@@ -104,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     show("layer3+layer4", l2_normalize(np.hstack([own["layer3"], own["layer4"]])))
     for size in (int(s) for s in args.sizes.split(",") if s):
         show(f"size={size}", encode(encoder, archive, sample.ids, info, size=size, views=emb.views)["layer4"])
+    for views in (int(v) for v in args.views.split(",") if v):
+        show(f"views={views}", encode(encoder, archive, sample.ids, info, views=views)["layer4"])
+    head = head_features(run / "runs" / "quality-image", archive, sample.ids, info, views=emb.views)
+    show("head hidden", head["hidden"])
+    show("head output", head["output"])
     for dim in (int(d) for d in args.whiten.split(",") if d):
         for power in (-0.5, -0.25):
             show(f"whiten {dim}^{power}", l2_normalize(pca_whiten(sample.vectors, dim, power=power)))

@@ -33,12 +33,20 @@ def spread(url: str, *, seeds: int = 10, split: str = "grouped", test_fraction: 
            max_samples: int = 20_000) -> np.ndarray:
     """kNN accuracy (seeds,) of the embeddings at ``url`` over the splits of seeds 0 .. seeds - 1."""
     sample = sample_embeddings(open_embeddings(url), max_samples, seed=0)
+    return knn_over_splits(sample.vectors, sample, seeds=seeds, split=split, test_fraction=test_fraction)
+
+
+def knn_over_splits(vectors: np.ndarray, sample, *, seeds: int = 10, split: str = "grouped",
+                    test_fraction: float = 0.3) -> np.ndarray:
+    """kNN accuracy (seeds,) of ``vectors`` (n, D), one row per row of ``sample`` (a
+    :func:`~spacessl.evaluate.sample.sample_embeddings` draw: its labels, sources and times), over the splits of
+    seeds 0 .. seeds - 1."""
     out = []
     for seed in range(seeds):
         train, test = make_split(split, sample.labels, source=sample.source, time_ns=sample.time_ns,
                                  test_fraction=test_fraction, seed=seed)
-        acc, _ = knn_accuracy(sample.vectors[train], sample.labels[train], sample.vectors[test],
-                              sample.labels[test], k=DEFAULT_K, temperature=DEFAULT_TEMPERATURE)
+        acc, _ = knn_accuracy(vectors[train], sample.labels[train], vectors[test], sample.labels[test],
+                              k=DEFAULT_K, temperature=DEFAULT_TEMPERATURE)
         out.append(acc)
     return np.asarray(out)
 
