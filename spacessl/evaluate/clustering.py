@@ -164,7 +164,14 @@ def pca_whiten(x: np.ndarray, dim: int, *, power: float = -0.5) -> np.ndarray:
     return (centred @ vt[:keep].T * np.where(std > 0, std, 1.0) ** (2.0 * power)).astype(np.float32)
 
 
-def kmeans_scores(x: np.ndarray, y: np.ndarray, *, k: int | None = None, seed: int = 0, nredo: int = 3,
+#: k-means++ restarts of the evaluation's k-means, the one with the best objective kept. With few restarts the
+#: partition depends on the seeding: on well separated embeddings (kNN 0.98) 3 restarts ended in a local optimum
+#: at 0.65 Hungarian accuracy, while the best objective of 20 or more found the partition at 0.95-0.97. A restart
+#: of k = 4 on 6,000 rows x 32 axes takes about 6 ms.
+EVAL_RESTARTS = 50
+
+
+def kmeans_scores(x: np.ndarray, y: np.ndarray, *, k: int | None = None, seed: int = 0, nredo: int = EVAL_RESTARTS,
                   spherical: bool = True, whiten_dim: int | None = None) -> ClusterScores:
     """k-means with ``k`` (default: number of classes in ``y``) clusters on ``x`` (N, D), scored against ``y``.
 

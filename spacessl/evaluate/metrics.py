@@ -8,7 +8,8 @@ For features ``x`` (N, D) with labels ``y`` (N,) and a split (train rows, test r
   train rows, scored on test rows, its regularisation chosen by cross-validation inside the train rows (folds keep
   ``groups`` whole when given) unless ``linear_c`` fixes it;
 - ``kmeans_acc``, ``nmi``, ``ari``: spherical k-means with k = number of classes on all N rows (unsupervised, so
-  no rows are held out) after PCA whitening to ``KMEANS_WHITEN_DIM`` dimensions, scored by Hungarian-matched
+  no rows are held out) after PCA whitening to ``KMEANS_WHITEN_DIM`` dimensions, the best objective of
+  ``EVAL_RESTARTS`` k-means++ restarts (:mod:`spacessl.evaluate.clustering`), scored by Hungarian-matched
   accuracy, NMI and ARI (:mod:`spacessl.evaluate.clustering`); ``kmeans_whiten=0`` clusters the vectors as they are;
 - confusion matrices (true class × predicted class) of all three, the k-means one after Hungarian matching.
 """
