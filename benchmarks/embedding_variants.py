@@ -40,9 +40,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spacessl.config import load_config  # noqa: E402
 from split_spread import knn_over_splits  # noqa: E402
 
+from spacessl.config import load_config  # noqa: E402
 from spacessl.embed.embedder import build_preprocess, embed_views  # noqa: E402
 from spacessl.embed.store import open_embeddings  # noqa: E402
 from spacessl.evaluate.clustering import pca_whiten  # noqa: E402
@@ -81,7 +81,7 @@ def head_features(run_dir: Path, archive, ids: np.ndarray, info: dict, *, views:
         return torch.cat([F.normalize(h, dim=1), F.normalize(rest(h), dim=1)], dim=1)
 
     f = embed_rows(both, archive, ids, build_preprocess(archive, info), views=views)
-    width = hidden(torch.zeros(2, int(info.get("embed_dim") or 512))).shape[1]
+    width = rest[0].in_features
     return {"hidden": l2_normalize(f[:, :width]), "output": l2_normalize(f[:, width:])}
 
 

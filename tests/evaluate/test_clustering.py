@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from spacessl.evaluate.clustering import (choose_k, confusion_matrix, hungarian_accuracy, hungarian_match,
-                                          kmeans_scores, relabel)
+from spacessl.evaluate.clustering import (EVAL_RESTARTS, assign, choose_k, confusion_matrix, fit_kmeans,
+                                          hungarian_accuracy, hungarian_match, kmeans_scores, relabel)
 
 
 def _from_confusion(m):
@@ -99,3 +99,20 @@ def test_whitening_recovers_classes_hidden_behind_a_loud_nuisance_direction():
     plain = kmeans_scores(x, y, spherical=False)
     white = kmeans_scores(x, y, spherical=False, whiten_dim=2)
     assert plain.accuracy < 0.7 and white.accuracy == 1.0
+
+
+def test_restarts_keep_the_best_objective_and_find_the_partition_one_seeding_misses():
+    # 12 clusters of 3 sizes in 8-D: single k-means++ seedings often split a big cluster and merge two small ones
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(12, 8)) * 3.0
+    sizes = np.repeat([400, 60, 20], 4)
+    y = np.repeat(np.arange(12), sizes)
+    x = (centres[y] + rng.normal(size=(len(y), 8))).astype(np.float32)
+    single = [fit_kmeans(x, 12, seed=s, nredo=1, spherical=False) for s in range(EVAL_RESTARTS)]
+    best_single = min(obj for _, obj in single)
+    _, obj = fit_kmeans(x, 12, seed=0, nredo=EVAL_RESTARTS, spherical=False)
+    assert obj == pytest.approx(best_single, rel=1e-6)  # the restarts are those seedings; the best is kept
+    accs = [hungarian_accuracy(y, assign(x, c, spherical=False)[0]) for c, _ in single]
+    kept = kmeans_scores(x, y, spherical=False)  # the evaluation's default: EVAL_RESTARTS restarts
+    assert kept.accuracy >= max(accs) - 0.01
+    assert kept.accuracy > min(accs) + 0.05  # some single seedings end in a worse partition
