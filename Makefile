@@ -37,11 +37,12 @@ test: install browser
 	$(PY) -m pytest
 
 ## Every benchmark with its defaults; the two that read a quality run's output run after benchmarks/quality.py.
-AFTER_QUALITY := benchmarks/embedding_variants.py benchmarks/split_spread.py
+AFTER_QUALITY := benchmarks/embedding_variants.py benchmarks/kmeans_restarts.py benchmarks/split_spread.py
 bench: install
 	@for b in $(filter-out $(AFTER_QUALITY),$(wildcard benchmarks/*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
 	@echo "== benchmarks/split_spread.py"; $(PY) benchmarks/split_spread.py out/quality/aurora.emb.zarr out/quality/seismic.emb.zarr
 	@echo "== benchmarks/embedding_variants.py"; $(PY) benchmarks/embedding_variants.py out/quality
+	@echo "== benchmarks/kmeans_restarts.py"; $(PY) benchmarks/kmeans_restarts.py out/quality/seismic.emb.zarr
 
 ## The GPU figures of docs/benchmarks.md (needs CUDA).
 bench-gpu: install
