@@ -157,6 +157,12 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
     "c2_s2d64_crop08_adam": ([*S2D64_ADAM, "augment.params={min_scale: 0.8}"], 1400),
     # stronger crops: down to 40 % of the area
     "c3_s2d64_crop04_adam": ([*S2D64_ADAM, "augment.params={min_scale: 0.4}"], 1400),
+    # a wider projection head, as SimCLR's own (hidden as wide as the features or wider; solo-learn's ResNet-18
+    # recipes: 2,048 hidden, 256 out), with the recipe's white point; its extra FLOPs are ~2 % of a step
+    "g1_s2d64_proj2048_adam": ([*S2D64_ADAM, "data.stretch_percentiles=[1, 99.9]", "model.proj_hidden_dim=2048",
+                                "model.proj_out_dim=256"], 1400),
+    "g2_s2d64_proj2048o128_adam": ([*S2D64_ADAM, "data.stretch_percentiles=[1, 99.9]", "model.proj_hidden_dim=2048"],
+                                   1400),
 }
 #: variants trained with multi-crop (Caron et al. 2020): name -> (local views, local side px, local crop area range)
 MULTICROP: dict[str, tuple[int, int, tuple[float, float]]] = {"z1_s2d64_multicrop_adam": (4, 32, (0.1, 0.35))}
