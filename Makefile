@@ -36,7 +36,7 @@ demo: install
 test: install browser
 	$(PY) -m pytest
 
-## Every benchmark with its defaults; the two that read a quality run's output run after benchmarks/quality.py.
+## Every benchmark with its defaults; those that read a quality run's output run after benchmarks/quality.py.
 AFTER_QUALITY := benchmarks/embedding_variants.py benchmarks/kmeans_restarts.py benchmarks/split_spread.py
 bench: install
 	@for b in $(filter-out $(AFTER_QUALITY),$(wildcard benchmarks/*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -69,6 +69,8 @@ NO_JITTER = ["augment.params={brightness: [1.0, 1.0], contrast: [1.0, 1.0], gamm
 NO_BLUR = ["augment.params={blur_p: 0.0}"]
 #: the recipe of ``x3``: 64 px frames through the space-to-depth stem, stretched, AdamW
 S2D64_ADAM = ["data.input_size=64", "model.encoder=resnet18_s2d", *STRETCH, *ADAM]
+#: ``x3`` with the white point of ``s1``, the quality benchmark's image recipe since ``out/q35``
+S2D64_P999_ADAM = [*S2D64_ADAM, "data.stretch_percentiles=[1, 99.9]"]
 
 #: name -> (overrides, steps at the variant's batch size, 64 unless it says)
 VARIANTS: dict[str, tuple[list[str], int]] = {
@@ -152,17 +154,15 @@ VARIANTS: dict[str, tuple[list[str], int]] = {
                               "model.proj_out_dim=1024"], 1200),
     # the per-frame stretch's white point at the 99.9th percentile inside the field of view instead of the 99.5th,
     # so that fewer star and aurora pixels saturate (the 98th lost 2.2 kNN points against the 99.5th at 32 px)
-    "s1_s2d64_p999_adam": ([*S2D64_ADAM, "data.stretch_percentiles=[1, 99.9]"], 1400),
+    "s1_s2d64_p999_adam": ([*S2D64_P999_ADAM], 1400),
     # milder crops: at least 80 % of the area (the allsky preset: 60 %)
     "c2_s2d64_crop08_adam": ([*S2D64_ADAM, "augment.params={min_scale: 0.8}"], 1400),
     # stronger crops: down to 40 % of the area
     "c3_s2d64_crop04_adam": ([*S2D64_ADAM, "augment.params={min_scale: 0.4}"], 1400),
     # a wider projection head, as SimCLR's own (hidden as wide as the features or wider; solo-learn's ResNet-18
     # recipes: 2,048 hidden, 256 out), with the recipe's white point; its extra FLOPs are ~2 % of a step
-    "g1_s2d64_proj2048_adam": ([*S2D64_ADAM, "data.stretch_percentiles=[1, 99.9]", "model.proj_hidden_dim=2048",
-                                "model.proj_out_dim=256"], 1400),
-    "g2_s2d64_proj2048o128_adam": ([*S2D64_ADAM, "data.stretch_percentiles=[1, 99.9]", "model.proj_hidden_dim=2048"],
-                                   1400),
+    "g1_s2d64_proj2048_adam": ([*S2D64_P999_ADAM, "model.proj_hidden_dim=2048", "model.proj_out_dim=256"], 1400),
+    "g2_s2d64_proj2048o128_adam": ([*S2D64_P999_ADAM, "model.proj_hidden_dim=2048"], 1400),
 }
 #: variants trained with multi-crop (Caron et al. 2020): name -> (local views, local side px, local crop area range)
 MULTICROP: dict[str, tuple[int, int, tuple[float, float]]] = {"z1_s2d64_multicrop_adam": (4, 32, (0.1, 0.35))}
