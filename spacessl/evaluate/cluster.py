@@ -6,7 +6,8 @@ Steps (memory bounded by the training sample plus the largest cluster's catalog 
    :func:`~spacessl.evaluate.sample.uniform_positions`);
 2. with ``k="auto"``, k chosen on up to ``auto_size`` of them by the cosine silhouette
    (:func:`~spacessl.evaluate.clustering.choose_k`);
-3. spherical FAISS k-means on the sample (GPUs when FAISS sees them);
+3. spherical FAISS k-means on the sample (GPUs when FAISS sees them), the best objective of ``restarts`` k-means++
+   seedings (:data:`~spacessl.evaluate.clustering.CLUSTER_RESTARTS`, 20, unless told);
 4. every shard of the embeddings streamed and assigned to its nearest centroid; per-cluster parts written to
    disk with the sample's time, source, origin and label; membership over time counted on the way;
 5. per cluster: parts sorted by distance to the centroid → rank; appended to ``catalog.csv`` and
@@ -31,7 +32,7 @@ import pyarrow.parquet as pq
 
 from spacessl.errors import SpacesslError
 from spacessl.evaluate.catalog import CatalogWriter, frame, label_strings
-from spacessl.evaluate.clustering import assign, choose_k, faiss_gpu_count, fit_kmeans
+from spacessl.evaluate.clustering import CLUSTER_RESTARTS, assign, choose_k, faiss_gpu_count, fit_kmeans
 from spacessl.evaluate.montage import montage
 from spacessl.evaluate.sample import take_rows, uniform_positions
 
@@ -51,6 +52,7 @@ class ClusterReport:
     sizes: list[int]
     train_rows: int
     objective: float
+    restarts: int = CLUSTER_RESTARTS
     files: dict[str, Any] = field(default_factory=dict)
     k_scores: dict[int, float] = field(default_factory=dict)
     seconds: float = 0.0
@@ -59,7 +61,8 @@ class ClusterReport:
     def summary(self) -> str:
         sizes = ", ".join(f"{c}:{s}" for c, s in enumerate(self.sizes))
         return (f"{self.n} embeddings in {self.k} clusters ({self.k_reason}); trained on {self.train_rows} rows"
-                f"{' on GPU' if self.gpu else ''} in {self.seconds:.1f} s\n  sizes {sizes}\n"
+                f"{' on GPU' if self.gpu else ''}, best of {self.restarts} restarts, in {self.seconds:.1f} s\n"
+                f"  sizes {sizes}\n"
                 f"  catalog {self.files.get('csv')} and {self.files.get('parquet')}\n"
                 f"  montages in {self.files.get('montages')}, membership over time {self.files.get('over_time')}")
 
@@ -86,13 +89,19 @@ def _shard_meta(archive: Any, ids: np.ndarray) -> dict[str, np.ndarray]:
 
 def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_size: int = 100_000,
                        auto_size: int = 10_000, k_range: range = range(2, 21), seed: int = 0, niter: int = 25,
-                       nredo: int = 3, montage_nearest: int = 16, montage_random: int = 16, time_bins: int = 60,
+                       restarts: int = CLUSTER_RESTARTS, montage_nearest: int = 16, montage_random: int = 16, time_bins: int = 60,
                        overwrite: bool = False, progress: bool = False) -> ClusterReport:
-    """Cluster the embeddings store at ``url`` and write the catalog and plots to the folder ``out``."""
+    """Cluster the embeddings store at ``url`` and write the catalog and plots to the folder ``out``.
+
+    ``restarts`` k-means++ seedings (seeds ``seed`` .. ``seed + restarts - 1``) each run ``niter`` Lloyd iterations on
+    the training sample; the centroids of the best objective are kept."""
     from spacessl.embed.store import open_embeddings
 
     t0 = time.perf_counter()
     say = print if progress else (lambda *a, **kw: None)
+    if restarts < 1:
+        raise ClusterError(f"--restarts must be >= 1, got {restarts} (k-means keeps the best of that many "
+                           f"k-means++ seedings; default {CLUSTER_RESTARTS})")
     out = Path(out)
     if (out / "summary.json").exists() and not overwrite:
         raise ClusterError(f"{out} already holds a cluster catalog; pass --overwrite to replace it or choose "
@@ -113,8 +122,8 @@ def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_si
         k_val, reason = int(k), "given"
     if k_val > len(train):
         raise ClusterError(f"k={k_val} exceeds the {len(train)} embeddings available to train on")
-    say(f"training spherical k-means, k={k_val}, on {len(train)} embeddings")
-    centroids, obj = fit_kmeans(train, k_val, niter=niter, nredo=nredo, seed=seed)
+    say(f"training spherical k-means, k={k_val}, on {len(train)} embeddings, best of {restarts} restarts")
+    centroids, obj = fit_kmeans(train, k_val, niter=niter, nredo=restarts, seed=seed)
     del train
 
     tmp = out / ".parts"
@@ -176,7 +185,7 @@ def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_si
     over_path = _plot_over_time(over_time, edges, out / "clusters_over_time.png")
     np.save(out / "centroids.npy", centroids)
     report = ClusterReport(out=str(out), k=k_val, k_reason=reason, n=int(sizes.sum()), sizes=sizes.tolist(),
-                           train_rows=int(len(pos)), objective=obj,
+                           train_rows=int(len(pos)), objective=obj, restarts=restarts,
                            files={"csv": str(csv_path), "parquet": str(pq_path), "montages": str(mont_dir),
                                   "montage_files": montages, "over_time": str(over_path),
                                   "centroids": str(out / "centroids.npy")},

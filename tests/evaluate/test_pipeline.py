@@ -88,6 +88,29 @@ def test_cluster_k_auto_says_why(seismic_set, tmp_path):
     assert 2 <= report.k <= 6 and "silhouette" in report.k_reason and len(report.k_scores) == 5
 
 
+def test_cluster_keeps_the_best_of_its_restarts(seismic_set, tmp_path, capsys):
+    from spacessl.cli import build_parser
+    from spacessl.embed.store import open_embeddings
+    from spacessl.evaluate.clustering import CLUSTER_RESTARTS, fit_kmeans
+    from spacessl.evaluate.sample import take_rows, uniform_positions
+
+    _, emb = seismic_set
+    assert build_parser().parse_args(["cluster", emb, "--out", "c"]).restarts == CLUSTER_RESTARTS
+    out = tmp_path / "c"
+    assert main(["cluster", emb, "--k", "5", "--restarts", "4", "--out", str(out), "--nearest", "2",
+                 "--random", "2"]) == 0
+    assert "best of 4 restarts" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    # the same training sample as the command's (every row: fewer than --train-size), one seeding per seed
+    e = open_embeddings(emb)
+    train, _ = take_rows(e, uniform_positions(e, 100_000, seed=0))
+    singles = [fit_kmeans(train, 5, seed=s, nredo=1)[1] for s in range(4)]
+    assert singles[0] < max(singles)  # the seedings differ, so the objective tells whether all four ran
+    assert summary["restarts"] == 4 and summary["objective"] == pytest.approx(max(singles), rel=1e-6)
+    assert main(["cluster", emb, "--k", "5", "--restarts", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "--restarts must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_outliers_cli(seismic_set, tmp_path, capsys):
     _, emb = seismic_set
     out = tmp_path / "outliers"
