@@ -10,8 +10,9 @@ def _cluster(args: argparse.Namespace) -> int:
 
     report = cluster_embeddings(args.embeddings, args.out, k=parse_k(args.k), train_size=args.train_size,
                                 auto_size=args.auto_size, k_range=range(args.k_min, args.k_max + 1),
-                                restarts=args.restarts, seed=args.seed, montage_nearest=args.nearest,
-                                montage_random=args.random, overwrite=args.overwrite, progress=True)
+                                restarts=args.restarts, whiten=args.whiten, seed=args.seed,
+                                montage_nearest=args.nearest, montage_random=args.random, overwrite=args.overwrite,
+                                progress=True)
     print(report.summary())
     return 0
 
@@ -60,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--auto-size", type=int, default=10_000, help="embeddings --k auto scores on (default 10000)")
     c.add_argument("--restarts", type=int, default=20,
                    help="k-means++ seedings, the one with the best objective kept (default 20)")
+    c.add_argument("--whiten", type=int, default=None, metavar="D",
+                   help="cluster the embeddings PCA-whitened to their D leading principal axes (fitted on the "
+                        "training sample; the evaluation's k-means uses 32); default: as they are")
     c.add_argument("--nearest", type=int, default=16, help="montage: members nearest the centroid (default 16)")
     c.add_argument("--random", type=int, default=16, help="montage: random members (default 16)")
     c.add_argument("--seed", type=int, default=0)

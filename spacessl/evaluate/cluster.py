@@ -3,7 +3,8 @@
 Steps (memory bounded by the training sample plus the largest cluster's catalog columns):
 
 1. a uniform sample of up to ``train_size`` embeddings (streamed ids,
-   :func:`~spacessl.evaluate.sample.uniform_positions`);
+   :func:`~spacessl.evaluate.sample.uniform_positions`), with ``whiten`` PCA-whitened on its own principal axes
+   (every later step then works on whitened vectors);
 2. with ``k="auto"``, k chosen on up to ``auto_size`` of them by the cosine silhouette
    (:func:`~spacessl.evaluate.clustering.choose_k`);
 3. spherical FAISS k-means on the sample (GPUs when FAISS sees them), the best objective of ``restarts`` k-means++
@@ -14,7 +15,7 @@ Steps (memory bounded by the training sample plus the largest cluster's catalog 
    ``catalog.parquet``; montage of the ``nearest`` members and a seeded random sample of the rest.
 
 Outputs in ``out/``: catalog.csv, catalog.parquet, montages/cluster_XXX.png, clusters_over_time.png,
-centroids.npy (k, D), summary.json.
+centroids.npy (k, D) (D = ``whiten`` when whitened), whitening.npz (when whitened), summary.json.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import pyarrow.parquet as pq
 
 from spacessl.errors import SpacesslError
 from spacessl.evaluate.catalog import CatalogWriter, frame, label_strings
-from spacessl.evaluate.clustering import CLUSTER_RESTARTS, assign, choose_k, faiss_gpu_count, fit_kmeans
+from spacessl.evaluate.clustering import (CLUSTER_RESTARTS, PcaWhitening, assign, choose_k, faiss_gpu_count,
+                                          fit_kmeans)
 from spacessl.evaluate.montage import montage
 from spacessl.evaluate.sample import take_rows, uniform_positions
 
@@ -53,6 +55,7 @@ class ClusterReport:
     train_rows: int
     objective: float
     restarts: int = CLUSTER_RESTARTS
+    whiten: int | None = None
     files: dict[str, Any] = field(default_factory=dict)
     k_scores: dict[int, float] = field(default_factory=dict)
     seconds: float = 0.0
@@ -61,7 +64,8 @@ class ClusterReport:
     def summary(self) -> str:
         sizes = ", ".join(f"{c}:{s}" for c, s in enumerate(self.sizes))
         return (f"{self.n} embeddings in {self.k} clusters ({self.k_reason}); trained on {self.train_rows} rows"
-                f"{' on GPU' if self.gpu else ''}, best of {self.restarts} restarts, in {self.seconds:.1f} s\n"
+                f"{' on GPU' if self.gpu else ''}{f', whitened to {self.whiten} axes' if self.whiten else ''}, "
+                f"best of {self.restarts} restarts, in {self.seconds:.1f} s\n"
                 f"  sizes {sizes}\n"
                 f"  catalog {self.files.get('csv')} and {self.files.get('parquet')}\n"
                 f"  montages in {self.files.get('montages')}, membership over time {self.files.get('over_time')}")
@@ -89,12 +93,16 @@ def _shard_meta(archive: Any, ids: np.ndarray) -> dict[str, np.ndarray]:
 
 def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_size: int = 100_000,
                        auto_size: int = 10_000, k_range: range = range(2, 21), seed: int = 0, niter: int = 25,
-                       restarts: int = CLUSTER_RESTARTS, montage_nearest: int = 16, montage_random: int = 16, time_bins: int = 60,
-                       overwrite: bool = False, progress: bool = False) -> ClusterReport:
+                       restarts: int = CLUSTER_RESTARTS, whiten: int | None = None, montage_nearest: int = 16,
+                       montage_random: int = 16, time_bins: int = 60, overwrite: bool = False,
+                       progress: bool = False) -> ClusterReport:
     """Cluster the embeddings store at ``url`` and write the catalog and plots to the folder ``out``.
 
     ``restarts`` k-means++ seedings (seeds ``seed`` .. ``seed + restarts - 1``) each run ``niter`` Lloyd iterations on
-    the training sample; the centroids of the best objective are kept."""
+    the training sample; the centroids of the best objective are kept. With ``whiten`` = d, every embedding is first
+    projected on the training sample's d leading principal axes, each scaled to unit variance
+    (:class:`~spacessl.evaluate.clustering.PcaWhitening`, saved as ``whitening.npz``), and k (``auto`` too),
+    centroids and distances are those of the whitened vectors."""
     from spacessl.embed.store import open_embeddings
 
     t0 = time.perf_counter()
@@ -102,6 +110,9 @@ def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_si
     if restarts < 1:
         raise ClusterError(f"--restarts must be >= 1, got {restarts} (k-means keeps the best of that many "
                            f"k-means++ seedings; default {CLUSTER_RESTARTS})")
+    if whiten is not None and whiten < 1:
+        raise ClusterError(f"--whiten must be >= 1 principal axes, got {whiten} (leave it out to cluster the "
+                           "embeddings as they are)")
     out = Path(out)
     if (out / "summary.json").exists() and not overwrite:
         raise ClusterError(f"{out} already holds a cluster catalog; pass --overwrite to replace it or choose "
@@ -112,6 +123,10 @@ def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_si
         raise ClusterError(f"{url} holds no embeddings")
     pos = uniform_positions(emb, train_size, seed=seed)
     train, _ = take_rows(emb, pos)
+    whitening = PcaWhitening.fit(train, whiten) if whiten else None
+    if whitening is not None:
+        train = whitening.apply(train)
+        say(f"whitened to the sample's {whitening.dim} leading principal axes")
     scores: dict[int, float] = {}
     if k == "auto":
         sub = train[np.random.default_rng(seed).permutation(len(train))[:auto_size]]
@@ -139,7 +154,7 @@ def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_si
     for s, (ids, vecs) in enumerate(emb.iter_shards()):
         if len(ids) == 0:
             continue
-        cl, dist = assign(vecs, centroids)
+        cl, dist = assign(vecs if whitening is None else whitening.apply(vecs), centroids)
         meta = _shard_meta(archive, ids)
         tbin = np.clip(np.searchsorted(edges, meta["time_ns"], side="right") - 1, 0, time_bins - 1)
         np.add.at(over_time, (cl, tbin), 1)
@@ -184,11 +199,16 @@ def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_si
     shutil.rmtree(tmp)
     over_path = _plot_over_time(over_time, edges, out / "clusters_over_time.png")
     np.save(out / "centroids.npy", centroids)
+    files = {}
+    if whitening is not None:
+        whitening.save(out / "whitening.npz")
+        files["whitening"] = str(out / "whitening.npz")
     report = ClusterReport(out=str(out), k=k_val, k_reason=reason, n=int(sizes.sum()), sizes=sizes.tolist(),
                            train_rows=int(len(pos)), objective=obj, restarts=restarts,
+                           whiten=whitening.dim if whitening is not None else None,
                            files={"csv": str(csv_path), "parquet": str(pq_path), "montages": str(mont_dir),
                                   "montage_files": montages, "over_time": str(over_path),
-                                  "centroids": str(out / "centroids.npy")},
+                                  "centroids": str(out / "centroids.npy"), **files},
                            k_scores=scores, seconds=time.perf_counter() - t0, gpu=faiss_gpu_count() > 0)
     summary = asdict(report)
     summary.update(embeddings=str(url), archive=archive.url, seed=seed)

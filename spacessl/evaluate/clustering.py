@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -159,18 +160,54 @@ class ClusterScores:
     clusters: np.ndarray = field(repr=False)  # (N,) raw cluster ids
 
 
+@dataclass
+class PcaWhitening:
+    """A PCA whitening fitted on some rows (:meth:`fit`), to apply to others (:meth:`apply`), e.g. shard by shard.
+
+    ``mean`` (D,) float64, ``axes`` (d, D) float64 (principal axes, leading first), ``scale`` (d,) float64 (each axis's
+    standard deviation ** (2·power)); ``apply(x)`` = ``(x - mean) @ axes.T * scale``."""
+
+    mean: np.ndarray
+    axes: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray, dim: int, *, power: float = -0.5) -> PcaWhitening:
+        """Fit on the rows of ``x`` (N, D): the ``dim`` leading principal axes (at most the rank of the centred rows,
+        N - 1; zero-variance axes dropped), each scaled by its variance ** ``power``: -0.5 whitens, 0 only projects,
+        between them whitens in part (FAISS's ``PCAMatrix`` ``eigen_power``). No labels."""
+        x = np.asarray(x, dtype=np.float64)
+        mean = x.mean(axis=0)
+        _, s, vt = np.linalg.svd(x - mean, full_matrices=False)  # s: (min(N, D),), vt: (min(N, D), D)
+        rank = int((s > s[0] * 1e-6).sum()) if len(s) and s[0] > 0 else 0  # centred: at most N - 1
+        keep = max(1, min(int(dim), rank))
+        std = s[:keep] / np.sqrt(max(1, len(x) - 1))
+        return cls(mean=mean, axes=vt[:keep], scale=np.where(std > 0, std, 1.0) ** (2.0 * power))
+
+    @property
+    def dim(self) -> int:
+        return int(len(self.axes))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Rows of ``x`` (N, D) → (N, d) float32."""
+        return ((np.asarray(x, dtype=np.float64) - self.mean) @ self.axes.T * self.scale).astype(np.float32)
+
+    def save(self, path: str | Path) -> None:
+        """To an ``.npz`` file with arrays ``mean``, ``axes`` and ``scale``."""
+        np.savez(path, mean=self.mean, axes=self.axes, scale=self.scale)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PcaWhitening:
+        with np.load(path) as z:
+            return cls(mean=z["mean"], axes=z["axes"], scale=z["scale"])
+
+
 def pca_whiten(x: np.ndarray, dim: int, *, power: float = -0.5) -> np.ndarray:
     """Rows of ``x`` (N, D) projected on their ``dim`` leading principal axes and scaled to unit variance per axis
     (PCA whitening, fitted on ``x`` itself, no labels): (N, min(dim, D, N - 1)) float32. Zero-variance axes are
     dropped. ``power`` scales each axis by its variance ** power instead: -0.5 whitens, 0 only projects, between
     them whitens in part (FAISS's ``PCAMatrix`` ``eigen_power``)."""
-    x = np.asarray(x, dtype=np.float64)
-    centred = x - x.mean(axis=0, keepdims=True)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)  # s: (min(N, D),), vt: (min(N, D), D)
-    rank = int((s > s[0] * 1e-6).sum()) if len(s) and s[0] > 0 else 0  # centred: at most N - 1
-    keep = max(1, min(int(dim), rank))
-    std = s[:keep] / np.sqrt(max(1, len(x) - 1))
-    return (centred @ vt[:keep].T * np.where(std > 0, std, 1.0) ** (2.0 * power)).astype(np.float32)
+    return PcaWhitening.fit(x, dim, power=power).apply(x)
 
 
 #: k-means++ restarts of the evaluation's k-means, the one with the best objective kept. With few restarts the

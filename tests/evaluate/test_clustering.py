@@ -82,6 +82,25 @@ def test_pca_whiten_matches_sklearn_up_to_sign():
                                atol=1e-4)
 
 
+def test_a_fitted_whitening_applies_to_new_rows_as_sklearn_transforms_them(tmp_path):
+    import numpy as np
+    from sklearn.decomposition import PCA
+
+    from spacessl.evaluate.clustering import PcaWhitening, pca_whiten
+
+    rng = np.random.default_rng(1)
+    mix = rng.normal(size=(16, 16))
+    fit_rows, new_rows = rng.normal(size=(400, 16)) @ mix + 3.0, rng.normal(size=(50, 16)) @ mix + 3.0
+    w = PcaWhitening.fit(fit_rows, 6)
+    assert w.dim == 6 and np.array_equal(w.apply(fit_rows), pca_whiten(fit_rows, 6))
+    ref = PCA(6, whiten=True, svd_solver="full").fit(fit_rows)
+    ours = w.apply(new_rows)
+    signs = np.sign((w.apply(fit_rows) * ref.transform(fit_rows)).sum(0))
+    np.testing.assert_allclose(ours * signs, ref.transform(new_rows), rtol=1e-4, atol=1e-4)
+    w.save(tmp_path / "w.npz")
+    assert np.array_equal(PcaWhitening.load(tmp_path / "w.npz").apply(new_rows), ours)
+
+
 def test_whitening_recovers_classes_hidden_behind_a_loud_nuisance_direction():
     """Two classes apart along a quiet axis, a loud class-free Gaussian axis on top: plain k-means cuts the loud
     axis, k-means on whitened features (both axes of unit variance) cuts where the data has its gap."""

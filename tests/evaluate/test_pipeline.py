@@ -111,6 +111,50 @@ def test_cluster_keeps_the_best_of_its_restarts(seismic_set, tmp_path, capsys):
     assert "--restarts must be >= 1, got 0" in capsys.readouterr().err
 
 
+def test_cluster_whitened_finds_the_classes_a_loud_axis_hides(seismic_set, tmp_path, capsys):
+    from spacessl.embed.store import EmbeddingsWriter, open_embeddings
+    from spacessl.evaluate.clustering import PcaWhitening, assign, hungarian_accuracy
+
+    archive_url, _ = seismic_set
+    a = open_archive(archive_url)
+    rng = np.random.default_rng(0)
+    ids = np.arange(a.n)
+    y = ids % 2  # two classes, one per sign of axis 1; axis 0 is 300 x louder and knows nothing of them
+    x = np.stack([rng.normal(0, 30.0, a.n), np.where(y == 0, -1.0, 1.0) + rng.normal(0, 0.1, a.n),
+                  rng.normal(0, 0.1, a.n)], axis=1).astype(np.float32)
+    url = str(tmp_path / "loud.emb.zarr")
+    w = EmbeddingsWriter(url, n=a.n, dim=3, dtype="float32", chunk_size=a.chunk_size, shard_chunks=a.shard_chunks,
+                         attrs={"model_uri": "", "run_id": "", "archive_url": a.url,
+                                "archive_fingerprint": a.fingerprint(), "model_info": {"modality": a.modality}})
+    for s in range(a.num_shards):
+        start, stop = a.shard_range(s)
+        w.write_shard(s, ids[start:stop], x[start:stop])
+    w.close()
+    plain, white = tmp_path / "plain", tmp_path / "white"
+    common = ["--k", "2", "--nearest", "2", "--random", "2"]
+    assert main(["cluster", url, "--out", str(plain), *common]) == 0
+    assert main(["cluster", url, "--out", str(white), "--whiten", "2", *common]) == 0
+    assert "whitened to 2 axes" in capsys.readouterr().out
+    by_id = {}
+    for name, out in (("plain", plain), ("white", white)):
+        cat = read_catalog(out / "catalog.csv").sort_values("id")
+        by_id[name] = cat
+        assert cat["id"].tolist() == ids.tolist()
+    assert hungarian_accuracy(y, by_id["plain"]["cluster"].to_numpy()) < 0.7  # split along the loud axis
+    assert hungarian_accuracy(y, by_id["white"]["cluster"].to_numpy()) > 0.97
+    # the saved whitening and centroids give the catalog's clusters and distances back
+    summary = json.loads((white / "summary.json").read_text())
+    assert summary["whiten"] == 2 and summary["files"]["whitening"] == str(white / "whitening.npz")
+    centroids = np.load(white / "centroids.npy")
+    assert centroids.shape == (2, 2) and not (plain / "whitening.npz").exists()
+    vectors = open_embeddings(url).read(0, a.n)[1]
+    cl, dist = assign(PcaWhitening.load(white / "whitening.npz").apply(vectors), centroids)
+    np.testing.assert_array_equal(cl, by_id["white"]["cluster"].to_numpy())
+    np.testing.assert_allclose(dist, by_id["white"]["distance"].to_numpy(), atol=1e-5)
+    assert main(["cluster", url, "--out", str(tmp_path / "bad"), "--whiten", "0"]) == 2
+    assert "--whiten must be >= 1 principal axes, got 0" in capsys.readouterr().err
+
+
 def test_outliers_cli(seismic_set, tmp_path, capsys):
     _, emb = seismic_set
     out = tmp_path / "outliers"
