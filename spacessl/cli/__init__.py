@@ -23,9 +23,15 @@ AREAS: list[str] = [
 ]
 
 
+#: what ``spacessl --help`` says the tool is for
+DESCRIPTION = ("Self-supervised learning for unlabelled all-sky image and seismic waveform archives: train an encoder "
+               "(Ray Train, MLflow), embed the archive into a FAISS index, then query, evaluate, cluster and catalog it. "
+               "`spacessl COMMAND --help` describes each command.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every area's subcommands."""
-    parser = argparse.ArgumentParser(prog="spacessl", description=__doc__)
+    parser = argparse.ArgumentParser(prog="spacessl", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for area in AREAS:
         importlib.import_module(f"spacessl.cli.{area}").register(sub)
