@@ -171,6 +171,8 @@ def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_si
     writer = CatalogWriter(out / "catalog")
     mont_dir = out / "montages"
     mont_dir.mkdir(parents=True, exist_ok=True)
+    for stale in mont_dir.glob("cluster_*.png"):  # an overwritten catalog's, maybe of more clusters
+        stale.unlink()
     rng = np.random.default_rng(seed)
     montages = []
     sr = archive.attrs.get("sampling_rate_hz")
@@ -203,6 +205,8 @@ def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_si
     if whitening is not None:
         whitening.save(out / "whitening.npz")
         files["whitening"] = str(out / "whitening.npz")
+    else:
+        (out / "whitening.npz").unlink(missing_ok=True)  # an overwritten whitened catalog's
     report = ClusterReport(out=str(out), k=k_val, k_reason=reason, n=int(sizes.sum()), sizes=sizes.tolist(),
                            train_rows=int(len(pos)), objective=obj, restarts=restarts,
                            whiten=whitening.dim if whitening is not None else None,

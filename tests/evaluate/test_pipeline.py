@@ -151,6 +151,11 @@ def test_cluster_whitened_finds_the_classes_a_loud_axis_hides(seismic_set, tmp_p
     cl, dist = assign(PcaWhitening.load(white / "whitening.npz").apply(vectors), centroids)
     np.testing.assert_array_equal(cl, by_id["white"]["cluster"].to_numpy())
     np.testing.assert_allclose(dist, by_id["white"]["distance"].to_numpy(), atol=1e-5)
+    # overwritten as they are, with fewer clusters: no montage or whitening of the whitened catalog is left
+    assert main(["cluster", url, "--out", str(white), "--k", "1", "--nearest", "2", "--random", "2",
+                 "--overwrite"]) == 0
+    assert not (white / "whitening.npz").exists()
+    assert sorted(p.name for p in (white / "montages").iterdir()) == ["cluster_000.png"]
     assert main(["cluster", url, "--out", str(tmp_path / "bad"), "--whiten", "0"]) == 2
     assert "--whiten must be >= 1 principal axes, got 0" in capsys.readouterr().err
 
