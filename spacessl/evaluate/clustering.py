@@ -55,8 +55,8 @@ CLUSTER_RESTARTS = 20
 
 
 def fit_kmeans(x: np.ndarray, k: int, *, niter: int = 25, nredo: int = CLUSTER_RESTARTS, seed: int = 0,
-               spherical: bool = True,
-               gpu: bool | None = None, max_points_per_centroid: int = 1024) -> tuple[np.ndarray, float]:
+               spherical: bool = True, gpu: bool | None = None,
+               max_points_per_centroid: int = 1024) -> tuple[np.ndarray, float]:
     """Train k-means centroids on the rows of ``x`` (N, D).
 
     Each of ``nredo`` runs starts from its own k-means++ seeding and runs ``niter`` Lloyd iterations in FAISS;
