@@ -30,9 +30,16 @@ def thumbnails(x: np.ndarray, side: int = 8) -> np.ndarray:
     return (f - f.mean(1, keepdims=True)) / (f.std(1, keepdims=True) + 1e-6)
 
 
-def write_embeddings(archive, url: str, features) -> str:
-    """Embed every row of ``archive`` with ``features`` (raw batch → (B, D)) into a store at ``url``."""
-    dim = features(archive.read(0, 1).samples).shape[1]
+def write_embeddings(archive, url: str, features=None, *, vectors: np.ndarray | None = None) -> str:
+    """Embed every row of ``archive`` with ``features`` (raw batch → (B, D), rows L2-normalised) into a store at
+    ``url``; or, with ``vectors`` (N, D), store row i of them for archive row i as it is."""
+    if vectors is not None:
+        def rows(start: int, stop: int) -> np.ndarray:
+            return vectors[start:stop]
+    else:
+        def rows(start: int, stop: int) -> np.ndarray:
+            return l2_normalize(features(archive.read(start, stop).samples))
+    dim = rows(0, 1).shape[1]
     info = {"encoder": "auto", "in_channels": archive.sample_shape[0], "embed_dim": 512,
             "modality": archive.modality}
     w = EmbeddingsWriter(url, n=archive.n, dim=dim, dtype="float32", chunk_size=archive.chunk_size,
@@ -41,7 +48,7 @@ def write_embeddings(archive, url: str, features) -> str:
                                 "archive_fingerprint": archive.fingerprint(), "model_info": info})
     for s in range(archive.num_shards):
         start, stop = archive.shard_range(s)
-        w.write_shard(s, np.arange(start, stop), l2_normalize(features(archive.read(start, stop).samples)))
+        w.write_shard(s, np.arange(start, stop), rows(start, stop))
     w.close()
     return url
 

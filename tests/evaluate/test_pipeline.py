@@ -11,6 +11,7 @@ from spacessl.archive import open_archive
 from spacessl.cli import main
 from spacessl.evaluate.catalog import read_catalog
 from spacessl.evaluate.linear_probe import C_GRID
+from tests.evaluate.conftest import write_embeddings
 
 
 def test_evaluate_with_baselines_and_mlflow(seismic_set, tmp_path, capsys):
@@ -112,7 +113,7 @@ def test_cluster_keeps_the_best_of_its_restarts(seismic_set, tmp_path, capsys):
 
 
 def test_cluster_whitened_finds_the_classes_a_loud_axis_hides(seismic_set, tmp_path, capsys):
-    from spacessl.embed.store import EmbeddingsWriter, open_embeddings
+    from spacessl.embed.store import open_embeddings
     from spacessl.evaluate.clustering import PcaWhitening, assign, hungarian_accuracy
 
     archive_url, _ = seismic_set
@@ -122,14 +123,7 @@ def test_cluster_whitened_finds_the_classes_a_loud_axis_hides(seismic_set, tmp_p
     y = ids % 2  # two classes, one per sign of axis 1; axis 0 is 300 x louder and knows nothing of them
     x = np.stack([rng.normal(0, 30.0, a.n), np.where(y == 0, -1.0, 1.0) + rng.normal(0, 0.1, a.n),
                   rng.normal(0, 0.1, a.n)], axis=1).astype(np.float32)
-    url = str(tmp_path / "loud.emb.zarr")
-    w = EmbeddingsWriter(url, n=a.n, dim=3, dtype="float32", chunk_size=a.chunk_size, shard_chunks=a.shard_chunks,
-                         attrs={"model_uri": "", "run_id": "", "archive_url": a.url,
-                                "archive_fingerprint": a.fingerprint(), "model_info": {"modality": a.modality}})
-    for s in range(a.num_shards):
-        start, stop = a.shard_range(s)
-        w.write_shard(s, ids[start:stop], x[start:stop])
-    w.close()
+    url = write_embeddings(a, str(tmp_path / "loud.emb.zarr"), vectors=x)
     plain, white = tmp_path / "plain", tmp_path / "white"
     common = ["--k", "2", "--nearest", "2", "--random", "2"]
     assert main(["cluster", url, "--out", str(plain), *common]) == 0
