@@ -138,7 +138,8 @@ def rare_ranks(emb_url: str, out: Path, *, context: bool = True) -> dict[str, An
     from spacessl.evaluate.catalog import read_catalog
     from spacessl.evaluate.outliers import find_outliers
 
-    report = find_outliers(emb_url, out, top=200, k=10, dedup_s=60.0, montage_n=24, context=context)
+    report = find_outliers(emb_url, out, top=200, k=10, dedup_s=60.0, montage_n=24, context=context,
+                           overwrite=True)
     ranked = read_catalog(report.files["csv"])
     archive = open_archive(open_embeddings(emb_url).attrs["archive_url"])
     n_rare = int((archive.meta("label").compute() == archive.label_names.index("rare")).sum())

@@ -45,8 +45,8 @@ run index-events spacessl index build "$OUT/events.emb.zarr" --out "$OUT/events.
 spacessl index info "$OUT/aurora.idx"
 
 step "6. query: the frames most like frame 0, one per camera within 30 s; the events most like event 0"
-spacessl query "$OUT/aurora.idx" --id 0 -k 12 --dedup 30s --gallery "$OUT/aurora.query.png"
-spacessl query "$OUT/events.idx" --id 0 -k 8 --dedup 60s --gallery "$OUT/events.query.png"
+spacessl query "$OUT/aurora.idx" --id 0 -k 12 --dedup 30s --gallery "$OUT/aurora.query.png" --overwrite
+spacessl query "$OUT/events.idx" --id 0 -k 8 --dedup 60s --gallery "$OUT/events.query.png" --overwrite
 
 step "done"
 echo "galleries:   $OUT/aurora.query.png  $OUT/events.query.png"

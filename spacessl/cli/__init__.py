@@ -24,8 +24,9 @@ AREAS: list[str] = [
 
 
 #: what ``spacessl --help`` says the tool is for
-DESCRIPTION = ("Self-supervised learning for unlabelled all-sky image and seismic waveform archives: train an encoder "
-               "(Ray Train, MLflow), embed the archive into a FAISS index, then query, evaluate, cluster and catalog it. "
+DESCRIPTION = ("Self-supervised learning for unlabelled all-sky image and seismic waveform archives: train an "
+               "encoder (Ray Train, MLflow), embed the archive into a FAISS index, then query, evaluate, cluster and "
+               "catalog it. "
                "`spacessl COMMAND --help` describes each command.")
 
 

@@ -22,7 +22,7 @@ def _propagate(args: argparse.Namespace) -> int:
 
     report = propagate(args.seeds, args.out, index_dir=args.index, embeddings=args.embeddings,
                        threshold=args.threshold, max_candidates=args.max_candidates, dedup_s=args.dedup_s,
-                       quakeml=True if args.quakeml else None)
+                       quakeml=True if args.quakeml else None, overwrite=args.overwrite)
     print(report.summary())
     return 0
 
@@ -33,7 +33,7 @@ def _outliers(args: argparse.Namespace) -> int:
     report = find_outliers(args.embeddings, args.out, top=args.top, k=args.k, dedup_s=args.dedup_s,
                            index_dir=args.index, exact_max=args.exact_max, montage_n=args.montage,
                            context=not args.no_context, context_max=args.context_max,
-                           fold_cos=None if args.keep_duplicates else args.fold_cos)
+                           fold_cos=None if args.keep_duplicates else args.fold_cos, overwrite=args.overwrite)
     print(report.summary())
     return 0
 
@@ -43,7 +43,7 @@ def _map(args: argparse.Namespace) -> int:
 
     report = embedding_map(args.embeddings, args.out, color=args.color, sample=args.sample, seed=args.seed,
                            perplexity=args.perplexity, html_page=not args.no_html, clusters=args.clusters,
-                           max_thumbnails=args.thumbnails)
+                           max_thumbnails=args.thumbnails, overwrite=args.overwrite)
     print(report.summary())
     return 0
 
@@ -83,6 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-candidates", type=int, default=100_000, help="results per seed at most (default 100000)")
     p.add_argument("--dedup-s", type=float, default=None, help="with --index: one result per source within ± s")
     p.add_argument("--quakeml", action="store_true", help="write QuakeML also for non-waveform archives")
+    p.add_argument("--overwrite", action="store_true", help="replace the candidates of an earlier run in --out")
     p.set_defaults(func=_propagate)
 
     o = sub.add_parser("outliers", help="rank samples by distance to their k-th neighbour (rare-event discovery)",
@@ -106,6 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--exact-max", type=int, default=500_000, help="largest set searched exactly (default 500000)")
     o.add_argument("--montage", type=int, default=48, help="samples in the montage (default 48)")
     o.add_argument("--out", default="outliers", help="output folder (default ./outliers)")
+    o.add_argument("--overwrite", action="store_true", help="replace the outlier list of an earlier run in --out")
     o.set_defaults(func=_outliers)
 
     m = sub.add_parser("map", help="2-D map (PCA + t-SNE) of the embeddings: PNG and a self-contained HTML",
@@ -121,4 +123,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--thumbnails", type=int, default=2000, help="points with a hover thumbnail (default 2000)")
     m.add_argument("--no-html", action="store_true", help="PNG only")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--overwrite", action="store_true", help="replace an existing map (PNG and HTML) of that name")
     m.set_defaults(func=_map)

@@ -1,4 +1,5 @@
-"""`spacessl query IDX/ (--id N | --file PATH | --vector V.npy) [-k 20] [filters] [--json] [--gallery OUT.png]`."""
+"""`spacessl query IDX/ (--id N | --file PATH | --vector V.npy) [-k 20] [filters] [--json] [--gallery OUT.png]
+[--overwrite]`."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import argparse
 
 
 def _query(args: argparse.Namespace) -> int:
-    from spacessl.index.query import query
+    from spacessl.errors import refuse_existing
+    from spacessl.index.query import QueryError, query
 
+    if args.gallery and not args.overwrite:
+        refuse_existing([args.gallery], what="a gallery", error=QueryError)
     result = query(args.index, id=args.id, file=args.file, vector=args.vector, k=args.k, since=args.since,
                    until=args.until, source=args.source, label=args.label, dedup=args.dedup,
                    model_uri=args.model, tracking_uri=args.tracking_uri)
@@ -38,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "default 30s)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--gallery", metavar="OUT.png", help="draw the query beside its neighbours into this PNG")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --gallery file")
     p.add_argument("--model", default=None, help="encoder for --file (default: the one the index records)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store for models:/ and runs:/ URIs")
     p.set_defaults(func=_query)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from spacessl.errors import SpacesslError
+from spacessl.errors import SpacesslError, refuse_existing
 from spacessl.evaluate.knn import l2_normalize
 
 COLORS = ("label", "cluster", "time")
@@ -103,8 +103,11 @@ def _palette(i: int) -> str:
 
 def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: int = 5000, seed: int = 0,
                   perplexity: float = 30.0, html_page: bool = True, max_thumbnails: int = 2000,
-                  clusters: str | None = None, k: int | None = None) -> MapReport:
-    """Draw the map of the embeddings store ``url`` to ``out`` (a .png path); the HTML goes beside it."""
+                  clusters: str | None = None, k: int | None = None, overwrite: bool = False) -> MapReport:
+    """Draw the map of the embeddings store ``url`` to ``out`` (a .png path); the HTML goes beside it.
+
+    An existing PNG or HTML of that name is replaced only with ``overwrite`` (else refused before any work); an
+    earlier HTML is removed with it when this map has none."""
     from spacessl.embed.store import open_embeddings
     from spacessl.evaluate.montage import _plt
     from spacessl.evaluate.sample import take_rows, uniform_positions
@@ -112,6 +115,16 @@ def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: in
     if color not in COLORS:
         raise MapError(f"Unknown colouring {color!r}. Available colourings are: {', '.join(COLORS)}.")
     t0 = time.perf_counter()
+    out = Path(out)
+    plt = _plt()
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if out.suffix.lower().lstrip(".") not in formats:
+        raise MapError(f"--out {out} must name the image file, e.g. map.png (formats: {', '.join(sorted(formats))}); "
+                       "the HTML page is written beside it with the suffix .html")
+    if not overwrite:
+        refuse_existing([out, out.with_suffix(".html")] if html_page else [out], what="an embedding map",
+                        error=MapError)
     emb = open_embeddings(url)
     archive = emb.archive()
     pos = uniform_positions(emb, sample, seed=seed)
@@ -121,8 +134,6 @@ def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: in
     xy = tsne_2d(vectors, seed=seed, perplexity=perplexity)
     values, cats, categorical = _colours(color, meta, archive.label_names, vectors, clusters, ids, seed, k)
 
-    plt = _plt()
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(8, 7))
     if categorical:
@@ -147,6 +158,8 @@ def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: in
     if html_page:
         html_path = out.with_suffix(".html")
         _write_html(html_path, archive, ids, xy, values, cats, categorical, meta, max_thumbnails, seed, color, url)
+    else:
+        out.with_suffix(".html").unlink(missing_ok=True)  # an earlier map's, replaced under overwrite
     return MapReport(png=str(out), html=str(html_path) if html_path else None, n=len(ids), color=color,
                      seconds=time.perf_counter() - t0, legend={"categories": cats})
 

@@ -39,12 +39,16 @@ from typing import Any
 
 import numpy as np
 
-from spacessl.errors import SpacesslError
+from spacessl.errors import SpacesslError, refuse_existing
 from spacessl.evaluate.knn import l2_normalize
 from spacessl.evaluate.neighbours import NeighbourSearch, exact_search, index_search
 
 
 FOLD_COS = 0.9  #: default cosine at or above which a same-source sample within dedup_s is a near-duplicate
+
+
+#: what :func:`find_outliers` writes into its output folder
+OUTPUT_FILES = ("outliers.csv", "outliers.parquet", "outliers.png", "outliers.json")
 
 
 class OutlierError(SpacesslError):
@@ -257,13 +261,14 @@ class OutlierReport:
 def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, dedup_s: float = 60.0,
                   index_dir: str | None = None, exact_max: int = 500_000, montage_n: int = 48,
                   context: bool = True, context_max: int = 16, fold_cos: float | None = FOLD_COS,
-                  block: int = 4096, progress: bool = False) -> OutlierReport:
+                  block: int = 4096, overwrite: bool = False, progress: bool = False) -> OutlierReport:
     """Rank every embedding of the store at ``url``; write ``outliers.csv``, ``outliers.parquet`` (columns id, time,
     source, origin, label, score, archive_distance, context_distance, folded, rank) and ``outliers.png`` (the first
     ``montage_n``) into the folder ``out``.
 
     ``fold_cos``: a sample of the same source as a listed one, within ``dedup_s`` of it and at least this similar,
-    is folded into it (:func:`fold_near_duplicates`); None lists every sample. Memory: the (N,) id, source, time,
+    is folded into it (:func:`fold_near_duplicates`); None lists every sample. An earlier run's outputs in ``out``
+    are replaced only with ``overwrite`` (else refused before any search). Memory: the (N,) id, source, time,
     score and context columns (36 bytes a row), plus all vectors for exact search."""
     from spacessl.embed.store import open_embeddings
     from spacessl.evaluate.catalog import frame, label_strings, write_catalog
@@ -275,6 +280,9 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
     if fold_cos is not None and not -1.0 <= fold_cos <= 1.0:
         raise OutlierError(f"--fold-cos is a cosine and must lie in [-1, 1], got {fold_cos}; use --keep-duplicates "
                            "to list every sample")
+    out = Path(out)
+    if not overwrite:
+        refuse_existing([out / f for f in OUTPUT_FILES], what="an outlier list", error=OutlierError)
     emb = open_embeddings(url)
     archive = emb.archive()
     row_ids = np.asarray(emb.ids.compute(), dtype=np.int64)  # archive id of each embedding row
@@ -314,7 +322,6 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
     if mode == "exact":
         del allv
     best_ids, best_sc, best_ctx = row_ids[rows], scores[rows], ctx[rows]
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     order = np.argsort(best_ids)
     batch = archive.take(best_ids[order], fields=[f for f in ("time_ns", "source", "origin", "label")

@@ -28,9 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spacessl.errors import SpacesslError
+from spacessl.errors import SpacesslError, refuse_existing
 from spacessl.evaluate.knn import l2_normalize
 from spacessl.evaluate.neighbours import NeighbourSearch, exact_search, index_search
+
+
+#: what :func:`propagate` writes into its output folder
+OUTPUT_FILES = ("candidates.csv", "candidates.parquet", "candidates.xml", "propagate.json")
 
 
 class PropagateError(SpacesslError):
@@ -120,7 +124,7 @@ def _vectors_of(emb: Any, ids: np.ndarray) -> np.ndarray:
 
 def propagate(seeds_csv: str | Path, out: str | Path, *, index_dir: str | None = None,
               embeddings: str | None = None, threshold: float | None = None, max_candidates: int = 100_000,
-              dedup_s: float | None = None, quakeml: bool | None = None) -> PropagateReport:
+              dedup_s: float | None = None, quakeml: bool | None = None, overwrite: bool = False) -> PropagateReport:
     """Propagate the seeds' classes across the archive (see the module docstring); outputs go to folder ``out``.
 
     Args:
@@ -130,11 +134,16 @@ def propagate(seeds_csv: str | Path, out: str | Path, *, index_dir: str | None =
         max_candidates: results per seed at most.
         dedup_s: with an index, at most one result per source within ± this many seconds.
         quakeml: also write QuakeML (default: for waveform archives).
+        overwrite: replace the outputs of an earlier run in ``out`` (else refuse before searching); a QuakeML
+            file this run does not write is removed with them.
     """
     from spacessl.embed.store import open_embeddings
     from spacessl.evaluate.catalog import frame, label_strings, write_catalog
 
     t0 = time.perf_counter()
+    out = Path(out)
+    if not overwrite:
+        refuse_existing([out / f for f in OUTPUT_FILES], what="a propagated catalog", error=PropagateError)
     seeds = read_seeds(seeds_csv)
     if index_dir is not None:
         search, index = index_search(index_dir, **({"dedup_s": dedup_s} if dedup_s else {}))
@@ -193,7 +202,6 @@ def propagate(seeds_csv: str | Path, out: str | Path, *, index_dir: str | None =
                **{"class": np.array([best[i][1] for i in cand], dtype=object)},
                score=np.array([best[i][0] for i in cand], dtype=np.float32),
                seed_id=np.array([best[i][2] for i in cand], dtype=np.int64), rank=np.arange(len(cand)))
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, pq_path = write_catalog(df, out / "candidates")
     files = {"csv": str(csv_path), "parquet": str(pq_path)}
@@ -206,6 +214,8 @@ def propagate(seeds_csv: str | Path, out: str | Path, *, index_dir: str | None =
                                                                        meta["lon_deg"], strict=True)}
         files["quakeml"] = str(write_quakeml(df, out / "candidates.xml", channel=_channel_code(archive),
                                              coords=coords))
+    else:
+        (out / "candidates.xml").unlink(missing_ok=True)  # an earlier run's, replaced under overwrite
     counts = {str(c): int(n) for c, n in df["class"].value_counts().items()}
     agreement = {}
     names = set(archive.label_names or [])

@@ -162,9 +162,18 @@ def test_outliers_cli(seismic_set, tmp_path, capsys):
     assert len(ranked) == 20 and ranked["score"].is_monotonic_decreasing and ranked["rank"].tolist() == list(range(20))
     with Image.open(out / "outliers.png") as im:
         assert im.format == "PNG"
+    capsys.readouterr()
+    # a second run into the same folder is refused, naming the file and the way out; --overwrite replaces it
+    assert main(["outliers", emb, "--top", "10", "--k", "5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'outliers.csv'} already exists" in err and "--overwrite" in err
+    assert len(read_catalog(out / "outliers.csv")) == 20
+    assert main(["outliers", emb, "--top", "10", "--k", "5", "--out", str(out), "--montage", "4", "--overwrite"]) == 0
+    assert len(read_catalog(out / "outliers.csv")) == 10
+    assert json.loads((out / "outliers.json").read_text())["top"] == 10
 
 
-def test_propagate_catalog_and_quakeml(seismic_set, tmp_path):
+def test_propagate_catalog_and_quakeml(seismic_set, tmp_path, capsys):
     from spacessl.evaluate.quakeml import read_quakeml
 
     archive_url, emb = seismic_set
@@ -184,7 +193,19 @@ def test_propagate_catalog_and_quakeml(seismic_set, tmp_path):
     assert (q["time"] - cat["time"]).abs().max() < pd.Timedelta(microseconds=1)
     bad = tmp_path / "bad.csv"
     bad.write_text("sample\n3\n")
-    assert main(["propagate", "--seeds", str(bad), "--embeddings", emb, "--out", str(out)]) == 2
+    assert main(["propagate", "--seeds", str(bad), "--embeddings", emb, "--out", str(tmp_path / "b")]) == 2
+    assert "has no 'id' column" in capsys.readouterr().err
+    # the earlier catalog is kept unless --overwrite; with it, a tighter threshold replaces every file
+    n = len(cat)
+    assert main(["propagate", "--seeds", str(seeds), "--embeddings", emb, "--out", str(out), "--threshold",
+                 "0.999"]) == 2
+    assert f"{out / 'candidates.csv'} already exists (and 3 more of its files)" in capsys.readouterr().err
+    assert len(read_catalog(out / "candidates.csv")) == n
+    assert main(["propagate", "--seeds", str(seeds), "--embeddings", emb, "--out", str(out), "--threshold",
+                 "0.999", "--overwrite"]) == 0
+    tight = read_catalog(out / "candidates.csv")
+    assert len(tight) < n and len(read_quakeml(out / "candidates.xml")) == len(tight)
+    assert json.loads((out / "propagate.json").read_text())["thresholds"] == {"earthquake": 0.999}
 
 
 def test_map_png_and_self_contained_html(aurora_set, tmp_path):
@@ -196,6 +217,21 @@ def test_map_png_and_self_contained_html(aurora_set, tmp_path):
     page = png.with_suffix(".html").read_text()
     assert page.count("<circle") == 120 and page.count("iVBORw0KGgo") == 50  # base64 PNG thumbnails
     assert "<script src" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_map_refuses_to_overwrite(aurora_set, tmp_path, capsys):
+    _, emb = aurora_set
+    png = tmp_path / "map.png"
+    args = ["map", emb, "--out", str(png), "--color", "time", "--sample", "60", "--thumbnails", "5"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    assert f"{png} already exists (and 1 more of its files)" in capsys.readouterr().err
+    # the PNG alone, replacing both: the earlier page (which shows another map) goes with it
+    assert main([*args, "--no-html", "--overwrite"]) == 0
+    assert png.exists() and not png.with_suffix(".html").exists()
+    assert main(["map", emb, "--out", str(tmp_path / "map.html")]) == 2
+    assert "must name the image file, e.g. map.png" in capsys.readouterr().err
 
 
 def _outliers_exact_and_indexed(emb, tmp_path, top):

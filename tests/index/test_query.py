@@ -125,6 +125,12 @@ def test_cli_json_shape_and_gallery(index_dir, tmp_path, capsys):
     out = tmp_path / "g.png"
     assert main(["query", str(index_dir), "--id", "10", "-k", "6", "--json", "--gallery", str(out)]) == 0
     doc = json.loads(capsys.readouterr().out)
+    drawn = out.read_bytes()
+    assert main(["query", str(index_dir), "--id", "11", "--gallery", str(out)]) == 2
+    assert f"{out} already exists" in capsys.readouterr().err and out.read_bytes() == drawn
+    assert main(["query", str(index_dir), "--id", "11", "-k", "6", "--gallery", str(out), "--overwrite"]) == 0
+    assert out.read_bytes() != drawn
+    capsys.readouterr()
     assert set(doc) == {"query", "results"}
     assert doc["query"]["kind"] == "id" and doc["query"]["id"] == 10 and doc["query"]["dedup_s"] == 30.0
     assert len(doc["results"]) == 6
