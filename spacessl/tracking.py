@@ -24,7 +24,7 @@ import contextlib
 import logging
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,13 @@ def resolve_tracking_uri(uri: str = "", output_dir: str | Path = "out") -> str:
     out = Path(output_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{out / 'mlflow.db'}"
+
+
+def recorded_tracking_uri(attrs: Mapping[str, Any], uri: str | None = "") -> str | None:
+    """The MLflow store for work on an embeddings store with attributes ``attrs``: ``uri`` when given, else
+    $MLFLOW_TRACKING_URI, else the store its embedding job loaded the model from (attribute ``tracking_uri``, where
+    the model's run lives), else None."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or attrs.get("tracking_uri") or None
 
 
 def local_artifact_root(tracking_uri: str) -> str | None:

@@ -10,8 +10,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from spacessl import tracking
     from spacessl.evaluate.report import evaluate_embeddings, format_table, log_evaluation, summary_json
 
-    uri = tracking.resolve_tracking_uri(args.tracking_uri, args.output_dir) if (args.model_uri or args.mlflow) \
-        else None
+    uri = None
+    if args.model_uri or args.mlflow:
+        from spacessl.embed.store import open_embeddings
+
+        # the model's run lives in the store the embedding job loaded the model from, unless told otherwise
+        uri = (tracking.recorded_tracking_uri(open_embeddings(args.embeddings).attrs, args.tracking_uri)
+               or tracking.resolve_tracking_uri("", args.output_dir))
     result = evaluate_embeddings(args.embeddings, split=args.split, max_samples=args.max_samples,
                                  test_fraction=args.test_fraction, seed=args.seed, baselines=not args.no_baselines,
                                  model_uri=args.model_uri, tracking_uri=uri, k=args.k, progress=not args.json)
@@ -50,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--linked-run", action="store_true",
                    help="log into a new evaluation run tagged with the model's run id instead of the model's run")
     p.add_argument("--experiment", default="spacessl", help="MLflow experiment of a linked evaluation run")
-    p.add_argument("--tracking-uri", default="", help="MLflow store (default $MLFLOW_TRACKING_URI, else "
+    p.add_argument("--tracking-uri", default="", help="MLflow store (default $MLFLOW_TRACKING_URI, else the store "
+                                                      "the embeddings' model was loaded from, else "
                                                       "sqlite:///<output-dir>/mlflow.db)")
-    p.add_argument("--output-dir", default="out", help="where the local MLflow store lives (default out)")
+    p.add_argument("--output-dir", default="out", help="where a new local MLflow store goes (default out)")
     p.set_defaults(func=_evaluate)

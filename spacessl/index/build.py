@@ -473,16 +473,15 @@ def record_index_lineage(out: Path, manifest: dict[str, Any], emb: Embeddings) -
     """Record the finished index on its model's MLflow training run (tag ``lineage.index.<key>`` = the index
     folder; see :func:`spacessl.tracking.record_lineage`), in $MLFLOW_TRACKING_URI or else the store the embedding
     job used. Returns the run id, or None when nothing was recorded (a warning says why when it failed)."""
-    from spacessl.tracking import record_lineage
+    from spacessl.tracking import record_lineage, recorded_tracking_uri
 
     tuning = manifest.get("tuning") or {}
     info = {"index_kind": manifest["kind"], "factory": manifest["factory"], "n": manifest["n"],
             "dim": manifest["dim"], "recall_at_10": tuning.get("recall_at_10"),
             "search_params": manifest.get("search_params"), "embeddings_url": manifest["embeddings_url"],
             "archive_url": manifest.get("archive_url"), "archive_fingerprint": manifest.get("archive_fingerprint")}
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or emb.attrs.get("tracking_uri")
     return record_lineage(str(manifest.get("model_uri") or ""), "index", str(out.resolve()), info,
-                          tracking_uri=uri, run_id=str(manifest.get("run_id") or ""))
+                          tracking_uri=recorded_tracking_uri(emb.attrs), run_id=str(manifest.get("run_id") or ""))
 
 
 def _manifest(emb: Embeddings, plan: IndexPlan, entries: list[dict[str, Any]], meta: dict[str, Any],

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -303,9 +302,9 @@ def query(index_dir: Any, *, id: int | None = None, file: str | Path | None = No
         uri = model_uri or manifest.get("model_uri") or emb.attrs.get("model_uri")
         if not uri:
             raise QueryError(f"{index_dir} records no model URI; pass model_uri / --model")
-        if tracking_uri is None and not os.environ.get("MLFLOW_TRACKING_URI"):
-            tracking_uri = emb.attrs.get("tracking_uri")  # the store the embedding job loaded the model from
-        embedder = _embedder(uri, archive, tracking_uri, emb.views)
+        from spacessl.tracking import recorded_tracking_uri
+
+        embedder = _embedder(uri, archive, recorded_tracking_uri(emb.attrs, tracking_uri), emb.views)
         vec = embedder(qs.sample)[0]
         if vec.shape[0] != emb.dim:
             raise QueryError(f"model {uri} gives {vec.shape[0]}-d vectors but the index holds {emb.dim}-d ones; "

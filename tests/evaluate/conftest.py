@@ -30,9 +30,11 @@ def thumbnails(x: np.ndarray, side: int = 8) -> np.ndarray:
     return (f - f.mean(1, keepdims=True)) / (f.std(1, keepdims=True) + 1e-6)
 
 
-def write_embeddings(archive, url: str, features=None, *, vectors: np.ndarray | None = None) -> str:
+def write_embeddings(archive, url: str, features=None, *, vectors: np.ndarray | None = None,
+                     attrs: dict | None = None) -> str:
     """Embed every row of ``archive`` with ``features`` (raw batch → (B, D), rows L2-normalised) into a store at
-    ``url``; or, with ``vectors`` (N, D), store row i of them for archive row i as it is."""
+    ``url``; or, with ``vectors`` (N, D), store row i of them for archive row i as it is. ``attrs`` add to (or
+    replace) the store attributes an embedding job writes (model_uri and run_id empty)."""
     if vectors is not None:
         def rows(start: int, stop: int) -> np.ndarray:
             return vectors[start:stop]
@@ -45,7 +47,7 @@ def write_embeddings(archive, url: str, features=None, *, vectors: np.ndarray | 
     w = EmbeddingsWriter(url, n=archive.n, dim=dim, dtype="float32", chunk_size=archive.chunk_size,
                          shard_chunks=archive.shard_chunks,
                          attrs={"model_uri": "", "run_id": "", "archive_url": archive.url,
-                                "archive_fingerprint": archive.fingerprint(), "model_info": info})
+                                "archive_fingerprint": archive.fingerprint(), "model_info": info, **(attrs or {})})
     for s in range(archive.num_shards):
         start, stop = archive.shard_range(s)
         w.write_shard(s, np.arange(start, stop), rows(start, stop))

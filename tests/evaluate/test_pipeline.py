@@ -11,7 +11,7 @@ from spacessl.archive import open_archive
 from spacessl.cli import main
 from spacessl.evaluate.catalog import read_catalog
 from spacessl.evaluate.linear_probe import C_GRID
-from tests.evaluate.conftest import write_embeddings
+from tests.evaluate.conftest import log_spectrum, write_embeddings
 
 
 def test_evaluate_with_baselines_and_mlflow(seismic_set, tmp_path, capsys):
@@ -38,6 +38,28 @@ def test_evaluate_with_baselines_and_mlflow(seismic_set, tmp_path, capsys):
     assert set(out["linear_c"]) == {"ssl", "raw", "random_init"} and set(out["linear_c"].values()) <= set(C_GRID)
     assert "grouped cross-validation on the train rows" in out["settings"]["linear"]
     assert run.data.metrics["eval_grouped_raw_linear_c"] == out["linear_c"]["raw"]
+
+
+def test_evaluate_finds_the_model_run_in_the_store_the_embeddings_name(seismic_set, tmp_path, capsys, monkeypatch):
+    """Without --tracking-uri or $MLFLOW_TRACKING_URI the metrics go to the model's run in the store that the
+    embedding job recorded, not into a new store under --output-dir."""
+    from mlflow.tracking import MlflowClient
+
+    from spacessl import tracking
+
+    archive_url, _ = seismic_set
+    uri = f"sqlite:///{tmp_path}/models.db"
+    run_id = tracking.create_run(uri, "spacessl", "model")
+    emb = write_embeddings(open_archive(archive_url), str(tmp_path / "e.zarr"), log_spectrum,
+                           attrs={"run_id": run_id, "tracking_uri": uri})
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    other = tmp_path / "elsewhere"
+    assert main(["evaluate", emb, "--json", "--max-samples", "200", "--no-baselines", "--output-dir",
+                 str(other)]) == 0
+    logged = json.loads(capsys.readouterr().out)["mlflow"]
+    assert logged == {"tracking_uri": uri, "run_id": run_id, "mode": "model-run"}
+    assert "eval_grouped_ssl_knn_acc" in MlflowClient(uri).get_run(run_id).data.metrics
+    assert not other.exists()
 
 
 def test_evaluate_logs_into_the_model_run(seismic_set, tmp_path):
