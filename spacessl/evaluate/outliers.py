@@ -45,6 +45,8 @@ from spacessl.evaluate.neighbours import NeighbourSearch, exact_search, index_se
 
 
 FOLD_COS = 0.9  #: default cosine at or above which a same-source sample within dedup_s is a near-duplicate
+MAX_WIDTH = 4096  #: most neighbours one search of :func:`kth_neighbour_similarity` returns
+MAX_K = MAX_WIDTH - 32  #: largest k, leaving its search a margin for the near-duplicates it skips
 
 
 #: what :func:`find_outliers` writes into its output folder
@@ -57,7 +59,7 @@ class OutlierError(SpacesslError):
 
 def kth_neighbour_similarity(query_ids: np.ndarray, query_vectors: np.ndarray, search: NeighbourSearch, *,
                              lookup: "MetaLookup", k: int = 10, dedup_s: float = 60.0, margin: int = 32,
-                             max_width: int = 4096) -> np.ndarray:
+                             max_width: int = MAX_WIDTH) -> np.ndarray:
     """Cosine similarity (B,) of each query to its k-th valid neighbour (see the module docstring).
 
     Args:
@@ -284,6 +286,12 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
     if not overwrite:
         refuse_existing([out / f for f in OUTPUT_FILES], what="an outlier list", error=OutlierError)
     emb = open_embeddings(url)
+    if k >= emb.n:
+        raise OutlierError(f"--k {k} asks for the {k}-th neighbour but {url} holds {emb.n} embeddings; give a k "
+                           f"below {emb.n} (default 10)")
+    if k > MAX_K:
+        raise OutlierError(f"--k {k} is more than the {MAX_K} neighbours a search returns; give a k up to {MAX_K} "
+                           "(default 10)")
     archive = emb.archive()
     row_ids = np.asarray(emb.ids.compute(), dtype=np.int64)  # archive id of each embedding row
     if index_dir is not None:

@@ -326,6 +326,9 @@ def test_outlier_list_folds_near_duplicates(aurora_set, tmp_path, capsys):
 
     with pytest.raises(OutlierError, match="fold-cos .* 1.5"):
         find_outliers(emb, tmp_path / "bad", fold_cos=1.5)
+    with pytest.raises(OutlierError, match="--k 256 asks for the 256-th neighbour but .* holds 256 embeddings"):
+        find_outliers(emb, tmp_path / "bad", k=256)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_random_init_baseline_averages_the_same_views(aurora_set):
