@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,10 @@ def kmeans_pp_init(x: np.ndarray, k: int, *, seed: int = 0, max_rows: int = 20_0
 CLUSTER_RESTARTS = 20
 
 
+#: FAISS's own least number of training points per centroid before it warns
+MIN_POINTS_PER_CENTROID = 39
+
+
 def fit_kmeans(x: np.ndarray, k: int, *, niter: int = 25, nredo: int = CLUSTER_RESTARTS, seed: int = 0,
                spherical: bool = True, gpu: bool | None = None,
                max_points_per_centroid: int = 1024) -> tuple[np.ndarray, float]:
@@ -74,11 +79,15 @@ def fit_kmeans(x: np.ndarray, k: int, *, niter: int = 25, nredo: int = CLUSTER_R
     x = l2_normalize(x) if spherical else np.ascontiguousarray(x, dtype=np.float32)
     if not 1 <= k <= len(x):
         raise ValueError(f"k-means needs 1 <= k <= N, got k={k} for N={len(x)}")
+    if len(x) < MIN_POINTS_PER_CENTROID * k:  # said once here, not by FAISS at every restart
+        warnings.warn(f"k-means of {len(x)} points into {k} clusters: fewer than {MIN_POINTS_PER_CENTROID} points "
+                      "per cluster, so the clusters are rough", stacklevel=2)
     use_gpu = faiss_gpu_count() > 0 if gpu is None else gpu
     best: tuple[np.ndarray, float] | None = None
     for r in range(max(1, nredo)):
         km = faiss.Kmeans(x.shape[1], int(k), niter=niter, nredo=1, seed=seed + r, spherical=spherical,
-                          gpu=use_gpu, max_points_per_centroid=max_points_per_centroid, verbose=False)
+                          gpu=use_gpu, max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1,
+                          verbose=False)
         km.train(x, init_centroids=kmeans_pp_init(x, int(k), seed=seed + r))
         obj = float(km.obj[-1]) if len(km.obj) else float("nan")
         better = best is None or (obj > best[1] if spherical else obj < best[1])
