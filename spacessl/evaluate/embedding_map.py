@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from spacessl.errors import SpacesslError, refuse_existing
 from spacessl.evaluate.knn import l2_normalize
@@ -76,11 +77,7 @@ def _colours(color: str, meta: dict[str, np.ndarray], names: list[str] | None, v
         return np.where(lab >= 0, lab, len(cats) - 1), cats, True
     if color == "cluster":
         if clusters_path:
-            from spacessl.evaluate.catalog import read_catalog
-
-            cat = read_catalog(clusters_path)
-            lut = dict(zip(cat["id"].to_numpy(), cat["cluster"].to_numpy(), strict=True))
-            cl = np.array([lut.get(int(i), -1) for i in ids], dtype=np.int64)
+            cl = _catalog_clusters(clusters_path, ids, meta.get("time_ns"))
         else:
             from spacessl.evaluate.clustering import kmeans
 
@@ -91,6 +88,41 @@ def _colours(color: str, meta: dict[str, np.ndarray], names: list[str] | None, v
     if color == "time":
         return np.asarray(meta["time_ns"], dtype=np.int64), [], False
     raise MapError(f"Unknown colouring {color!r}. Available colourings are: {', '.join(COLORS)}.")
+
+
+def _catalog_clusters(path: str | Path, ids: np.ndarray | None = None,
+                      time_ns: np.ndarray | None = None) -> np.ndarray:
+    """Cluster (N,) of each of ``ids`` (N,) in the catalog of ``spacessl cluster`` at ``path``, whose times must be
+    ``time_ns`` (N,) when given; with ``ids`` None, only check that the catalog can be read (an empty array).
+    Raises MapError naming the file and the fix."""
+    from spacessl.evaluate.catalog import read_catalog
+    from spacessl.evaluate.catalog import time_ns as catalog_times
+
+    path = Path(path)
+    if not path.is_file():
+        raise MapError(f"--clusters {path} does not exist; pass the catalog.csv or catalog.parquet that "
+                       "`spacessl cluster` wrote, or leave --clusters out to cluster the sample")
+    try:
+        cat = read_catalog(path)
+    except Exception as exc:  # noqa: BLE001 - pandas / pyarrow parse errors of many kinds
+        raise MapError(f"--clusters {path} cannot be read as a catalog ({type(exc).__name__}: {exc})") from exc
+    missing = {"id", "cluster"} - set(cat.columns)
+    if missing:
+        raise MapError(f"--clusters {path} has no column(s) {', '.join(sorted(missing))}; it is not a catalog of "
+                       "`spacessl cluster`")
+    if ids is None:
+        return np.empty(0, np.int64)
+    row = pd.Series(np.arange(len(cat)), index=cat["id"].to_numpy(np.int64))
+    pos = row.reindex(np.asarray(ids, dtype=np.int64)).to_numpy()
+    other = np.isnan(pos)
+    if not other.any() and time_ns is not None and "time" in cat:
+        catalog_ns = catalog_times(cat["time"])[pos.astype(np.int64)]
+        other = catalog_ns != np.asarray(time_ns, dtype=np.int64)
+    if other.any():
+        raise MapError(f"--clusters {path} does not describe {int(other.sum())} of the {len(ids)} sampled embeddings "
+                       "(id missing or at another time): it was made from another embeddings store; cluster this "
+                       "one (`spacessl cluster E.zarr --out DIR`)")
+    return cat["cluster"].to_numpy(np.int64)[pos.astype(np.int64)]
 
 
 def _palette(i: int) -> str:
@@ -125,6 +157,8 @@ def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: in
     if not overwrite:
         refuse_existing([out, out.with_suffix(".html")] if html_page else [out], what="an embedding map",
                         error=MapError)
+    if color == "cluster" and clusters:
+        _catalog_clusters(clusters)  # a bad catalog stops the map before the t-SNE
     emb = open_embeddings(url)
     archive = emb.archive()
     pos = uniform_positions(emb, sample, seed=seed)

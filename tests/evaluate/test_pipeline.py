@@ -241,6 +241,31 @@ def test_map_png_and_self_contained_html(aurora_set, tmp_path):
     assert "<script src" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
 
 
+def test_map_colours_by_a_cluster_catalog_of_the_same_store_only(aurora_set, seismic_set, tmp_path, capsys):
+    from spacessl.evaluate.embedding_map import MapError, _catalog_clusters
+
+    archive_url, emb = aurora_set
+    assert main(["cluster", emb, "--k", "4", "--out", str(tmp_path / "c"), "--restarts", "2"]) == 0
+    cat = read_catalog(tmp_path / "c" / "catalog.parquet")
+    ids = np.array([200, 3, 77, 150])
+    times = open_archive(archive_url).meta("time_ns").compute()[ids]
+    expected = cat.set_index("id").loc[ids, "cluster"].to_numpy()
+    np.testing.assert_array_equal(_catalog_clusters(tmp_path / "c" / "catalog.csv", ids, times), expected)
+    with pytest.raises(MapError, match="does not describe 1 of the 4 sampled embeddings"):
+        _catalog_clusters(tmp_path / "c" / "catalog.parquet", ids, times + np.array([0, 0, 0, 1]))
+    capsys.readouterr()
+    png = tmp_path / "map.png"
+    assert main(["map", emb, "--out", str(png), "--color", "cluster", "--clusters",
+                 str(tmp_path / "c" / "cat.csv")]) == 2
+    assert "cat.csv does not exist; pass the catalog.csv or catalog.parquet" in capsys.readouterr().err
+    # the seismic windows' ids 0-255 are in the frames' catalog too, at other times
+    assert main(["map", seismic_set[1], "--out", str(png), "--color", "cluster", "--clusters",
+                 str(tmp_path / "c" / "catalog.parquet"), "--sample", "100"]) == 2
+    assert "made from another embeddings store" in capsys.readouterr().err and not png.exists()
+    assert main(["map", emb, "--out", str(png), "--color", "cluster", "--clusters",
+                 str(tmp_path / "c" / "catalog.parquet"), "--sample", "100", "--thumbnails", "5"]) == 0
+
+
 def test_map_refuses_to_overwrite(aurora_set, tmp_path, capsys):
     _, emb = aurora_set
     png = tmp_path / "map.png"
