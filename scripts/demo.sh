@@ -2,7 +2,7 @@
 # The main job end to end on the embedded default: local Ray, local MLflow store (SQLite), local disk, CPU FAISS.
 #   synth → ingest → train → embed → index → query, for all-sky frames and for seismic waveforms.
 # Run through `make demo`; every output lands under demo/. Finished steps are skipped when it runs again
-# (delete demo/, or `make clean-demo`, to start over). About 15 minutes on 2 idle laptop cores.
+# (delete demo/, or `make clean-demo`, to start over). About 4-10 minutes on 2 cores.
 set -euo pipefail
 OUT=${DEMO_DIR:-demo}
 mkdir -p "$OUT/.done"
