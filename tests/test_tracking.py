@@ -24,6 +24,25 @@ def test_tracking_uri_order(tmp_path, monkeypatch):
     assert tracking.local_artifact_root(f"sqlite:///{tmp_path}/mlflow.db") == (tmp_path / "mlartifacts").as_uri()
 
 
+def test_recorded_tracking_uri_order(monkeypatch):
+    """Work on an embeddings store: the given URI, then the environment, then the store the embedding job used."""
+    attrs = {"tracking_uri": "sqlite:////data/models.db"}
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.recorded_tracking_uri(attrs) == "sqlite:////data/models.db"
+    assert tracking.recorded_tracking_uri({}) is None and tracking.recorded_tracking_uri({}, None) is None
+    assert tracking.recorded_tracking_uri(attrs, "http://x:5000") == "http://x:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert tracking.recorded_tracking_uri(attrs) == "http://env:5000"
+    assert tracking.recorded_tracking_uri(attrs, "http://x:5000") == "http://x:5000"
+
+
+def test_runs_table_keeps_the_decimals_of_a_column():
+    from spacessl.cli.train import _fmt
+
+    assert [_fmt(v) for v in (0.921, 0.7744, 0.0, 4.39, 119.84, None, float("nan"), "FINISHED")] == \
+        ["0.921", "0.774", "0.000", "4.390", "119.8", "-", "-", "FINISHED"]
+
+
 def test_load_encoder_from_checkpoint_and_run_dir(tmp_path):
     torch.manual_seed(0)
     enc = build_encoder("resnet1d", modality="waveform", in_channels=3)
