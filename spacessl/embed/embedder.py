@@ -69,7 +69,8 @@ def check_compatible(archive: Any, info: dict[str, Any], model_uri: str) -> None
     modality = info.get("modality")
     if modality and modality != archive.modality:
         raise EmbedError(f"model {model_uri} was trained on {modality} samples but {archive.url} holds "
-                         f"{archive.modality} samples; pick a model trained on a {archive.modality} archive")
+                         f"{archive.modality} samples; pick a model trained on "
+                         f"{'an' if archive.modality[:1] in 'aeiou' else 'a'} {archive.modality} archive")
     in_ch = info.get("in_channels")
     if in_ch is not None and int(in_ch) != int(archive.sample_shape[0]):
         raise EmbedError(f"model {model_uri} takes {in_ch} channels but {archive.url} has "

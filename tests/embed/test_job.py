@@ -156,7 +156,7 @@ def test_bad_input_fails_before_any_actor_starts(tmp_path):
     with pytest.raises(EmbedError, match="takes 3 channels .* has 1"):
         embed_archive(rgb, archive, str(tmp_path / "e.zarr"), progress=False)
     waves = save_tiny_encoder(tmp_path / "waves", modality="waveform", in_channels=1)
-    with pytest.raises(EmbedError, match="trained on waveform samples"):
+    with pytest.raises(EmbedError, match="trained on waveform samples .* trained on an image archive"):
         embed_archive(waves, archive, str(tmp_path / "e.zarr"), progress=False)
     with pytest.raises(CheckpointError, match="does not exist"):
         embed_archive(str(tmp_path / "nowhere"), archive, str(tmp_path / "e.zarr"), progress=False)
