@@ -149,8 +149,9 @@ def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: in
     t0 = time.perf_counter()
     out = Path(out)
     plt = _plt()
-    formats = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
+    probe = plt.figure()
+    formats = probe.canvas.get_supported_filetypes()
+    plt.close(probe)
     if out.suffix.lower().lstrip(".") not in formats:
         raise MapError(f"--out {out} must name the image file, e.g. map.png (formats: {', '.join(sorted(formats))}); "
                        "the HTML page is written beside it with the suffix .html")
