@@ -110,6 +110,9 @@ def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_si
     if restarts < 1:
         raise ClusterError(f"--restarts must be >= 1, got {restarts} (k-means keeps the best of that many "
                            f"k-means++ seedings; default {CLUSTER_RESTARTS})")
+    if train_size < 1 or auto_size < 2:
+        raise ClusterError(f"--train-size must be >= 1 and --auto-size >= 2 embeddings, got {train_size} and "
+                           f"{auto_size} (defaults 100000 and 10000)")
     if whiten is not None and whiten < 1:
         raise ClusterError(f"--whiten must be >= 1 principal axes, got {whiten} (leave it out to cluster the "
                            "embeddings as they are)")
@@ -130,6 +133,11 @@ def cluster_embeddings(url: str, out: str | Path, *, k: int | str = 12, train_si
     scores: dict[int, float] = {}
     if k == "auto":
         sub = train[np.random.default_rng(seed).permutation(len(train))[:auto_size]]
+        if not any(2 <= k_ < len(sub) for k_ in k_range):
+            tried = f"k from {k_range[0]} to {k_range[-1]}" if len(k_range) else "no k (--k-min above --k-max)"
+            raise ClusterError(f"--k auto: {tried} leaves none with 2 <= k < {len(sub)} (the embeddings it scores); "
+                               "give --k-min >= 2 and --k-max >= --k-min (defaults 2 and 20), below the number of "
+                               "embeddings")
         choice = choose_k(sub, k_range, seed=seed)
         k_val, reason, scores = choice.k, choice.reason, choice.scores
         say(f"--k auto: {reason}")

@@ -174,6 +174,10 @@ def test_cluster_whitened_finds_the_classes_a_loud_axis_hides(seismic_set, tmp_p
     assert sorted(p.name for p in (white / "montages").iterdir()) == ["cluster_000.png"]
     assert main(["cluster", url, "--out", str(tmp_path / "bad"), "--whiten", "0"]) == 2
     assert "--whiten must be >= 1 principal axes, got 0" in capsys.readouterr().err
+    assert main(["cluster", url, "--out", str(tmp_path / "bad"), "--k", "auto", "--k-min", "9", "--k-max", "4"]) == 2
+    assert "--k auto: no k (--k-min above --k-max) leaves none" in capsys.readouterr().err
+    assert main(["cluster", url, "--out", str(tmp_path / "bad"), "--k", "3", "--train-size", "0"]) == 2
+    assert "--train-size must be >= 1" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_outliers_cli(seismic_set, tmp_path, capsys):
