@@ -68,6 +68,9 @@ def evaluate_embeddings(url: str, *, split: str = "grouped", max_samples: int = 
 
     if split not in SPLITS:
         raise SplitError(f"Unknown split {split!r}. Available splits are: {', '.join(SPLITS)}.")
+    if k < 1 or max_samples < 1:
+        raise EvaluationDataError(f"--k (kNN neighbours) and --max-samples must be >= 1, got {k} and {max_samples} "
+                                  f"(defaults {DEFAULT_K} and 20000)")
     t0 = time.perf_counter()
     emb = open_embeddings(url)
     archive = emb.archive()
@@ -85,6 +88,10 @@ def evaluate_embeddings(url: str, *, split: str = "grouped", max_samples: int = 
         train, test = grouped_split(labels, groups, test_fraction=test_fraction, seed=seed)
     else:
         train, test = random_split(labels, test_fraction=test_fraction, seed=seed)
+    if len(train) == 0 or len(test) == 0:
+        raise EvaluationDataError(f"the {split} split of {len(sample)} labelled rows leaves {len(train)} to train on "
+                                  f"and {len(test)} to test; evaluate more rows (--max-samples) or change "
+                                  "--test-fraction")
     leaked = len(np.intersect1d(groups[train], groups[test]))
     say(f"evaluating {len(sample)} labelled rows ({len(train)} train / {len(test)} test, split={split})")
     features: dict[str, np.ndarray] = {"ssl": sample.vectors}

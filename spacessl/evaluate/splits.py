@@ -111,6 +111,11 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, *, test_fraction: floa
         raise SplitError(f"a grouped split with test fraction {test_fraction} needs at least {n_splits} groups "
                          f"(source × night/day), but the evaluated rows hold {n_groups}; use --split random or "
                          "evaluate more nights/days")
+    most = int(np.unique(labels, return_counts=True)[1].max()) if len(labels) else 0
+    if most < n_splits:
+        raise SplitError(f"a grouped split with test fraction {test_fraction} needs a class with at least {n_splits} "
+                         f"rows, but the evaluated rows hold at most {most} of a class; evaluate more rows "
+                         "(--max-samples) or use --split random")
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     train_rows, test_rows = next(splitter.split(np.zeros(len(labels)), labels, groups))
     return np.sort(train_rows), np.sort(test_rows)

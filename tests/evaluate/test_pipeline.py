@@ -62,6 +62,15 @@ def test_evaluate_finds_the_model_run_in_the_store_the_embeddings_name(seismic_s
     assert not other.exists()
 
 
+def test_evaluate_refuses_what_it_cannot_score(seismic_set, capsys):
+    _, emb = seismic_set
+    for args, message in ((["--k", "0"], "--k (kNN neighbours) and --max-samples must be >= 1, got 0"),
+                          (["--max-samples", "1", "--split", "random"], "leaves 5 to train on and 0 to test"),
+                          (["--max-samples", "1"], "needs a class with at least 3 rows")):
+        assert main(["evaluate", emb, "--no-mlflow", "--no-baselines", *args]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_evaluate_logs_into_the_model_run(seismic_set, tmp_path):
     from spacessl import tracking
     from spacessl.evaluate.report import evaluate_embeddings, format_table, log_evaluation

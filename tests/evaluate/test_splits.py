@@ -58,3 +58,6 @@ def test_random_split_is_stratified_and_errors():
         grouped_split(y, np.zeros(len(y)), test_fraction=0.3)
     with pytest.raises(SplitError, match="Available splits are: random, grouped"):
         make_split("leave-one-out", y)
+    # one row of each of six classes in six groups: no class can be spread over the three folds
+    with pytest.raises(SplitError, match="needs a class with at least 3 rows, .* at most 1 of a class"):
+        grouped_split(np.arange(6), np.arange(6), test_fraction=0.3)
