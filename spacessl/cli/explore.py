@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--keep-duplicates", action="store_true", help="list every sample, near-duplicates included")
     o.add_argument("--index", default=None, help="search through this index (default: exact search)")
     o.add_argument("--exact-max", type=int, default=500_000, help="largest set searched exactly (default 500000)")
-    o.add_argument("--montage", type=int, default=48, help="samples in the montage (default 48)")
+    o.add_argument("--montage", type=int, default=48, help="samples in the montage (default 48; 0: no montage)")
     o.add_argument("--out", default="outliers", help="output folder (default ./outliers)")
     o.add_argument("--overwrite", action="store_true", help="replace the outlier list of an earlier run in --out")
     o.set_defaults(func=_outliers)

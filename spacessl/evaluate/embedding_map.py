@@ -146,6 +146,9 @@ def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: in
 
     if color not in COLORS:
         raise MapError(f"Unknown colouring {color!r}. Available colourings are: {', '.join(COLORS)}.")
+    if not perplexity > 0 or max_thumbnails < 0:
+        raise MapError(f"--perplexity must be > 0 and --thumbnails >= 0, got {perplexity:g} and {max_thumbnails} "
+                       "(defaults 30 and 2000)")
     t0 = time.perf_counter()
     out = Path(out)
     plt = _plt()

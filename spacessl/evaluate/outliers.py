@@ -254,7 +254,8 @@ class OutlierReport:
                else "")
         return (f"ranked {self.n} embeddings by distance to their {self.k}-th neighbour (same-source neighbours "
                 f"within {self.dedup_s:g} s skipped){ctx}, {self.mode} search, in {self.seconds:.1f} s\n"
-                f"  top {self.top} written to {self.files.get('csv')}, montage {self.files.get('montage')}"
+                f"  top {self.top} written to {self.files.get('csv')}"
+                + (f", montage {self.files['montage']}" if "montage" in self.files else " (no montage)")
                 + (f"\n  {self.folded} near-duplicates (same source within {self.dedup_s:g} s, cos >= "
                    f"{self.fold_cos:g}) folded into the listed samples" if self.fold_cos is not None else "")
                 + (f"\n  labels among the top {self.top}: {labels}" if labels else ""))
@@ -266,7 +267,7 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
                   block: int = 4096, overwrite: bool = False, progress: bool = False) -> OutlierReport:
     """Rank every embedding of the store at ``url``; write ``outliers.csv``, ``outliers.parquet`` (columns id, time,
     source, origin, label, score, archive_distance, context_distance, folded, rank) and ``outliers.png`` (the first
-    ``montage_n``) into the folder ``out``.
+    ``montage_n``; none for 0) into the folder ``out``.
 
     ``fold_cos``: a sample of the same source as a listed one, within ``dedup_s`` of it and at least this similar,
     is folded into it (:func:`fold_near_duplicates`); None lists every sample. An earlier run's outputs in ``out``
@@ -279,6 +280,9 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
     t0 = time.perf_counter()
     if top < 1 or k < 1:
         raise OutlierError(f"--top and --k must be >= 1, got top={top}, k={k}")
+    if dedup_s < 0 or montage_n < 0 or context_max < 1:
+        raise OutlierError(f"--dedup-s and --montage must be >= 0 and --context-max >= 1, got {dedup_s:g}, "
+                           f"{montage_n} and {context_max} (defaults 60, 48 and 16)")
     if fold_cos is not None and not -1.0 <= fold_cos <= 1.0:
         raise OutlierError(f"--fold-cos is a cosine and must lie in [-1, 1], got {fold_cos}; use --keep-duplicates "
                            "to list every sample")
@@ -341,22 +345,26 @@ def find_outliers(url: str, out: str | Path, *, top: int = 100, k: int = 10, ded
                score=best_sc, archive_distance=best_sc - best_ctx, context_distance=best_ctx, folded=folded,
                rank=np.arange(len(best_ids)))
     csv_path, pq_path = write_catalog(df, out / "outliers")
+    files = {"csv": str(csv_path), "parquet": str(pq_path)}
     m = min(montage_n, len(best_ids))
-    samples = batch.samples[inv][:m]
-    mpath = montage(samples, out / "outliers.png", modality=archive.modality,
-                    titles=[f"{r}: #{i} {s:.3f}" + (f" (+{f})" if f else "")
-                            for r, (i, s, f) in enumerate(zip(best_ids[:m], best_sc[:m], folded[:m], strict=True))],
-                    sampling_rate_hz=archive.attrs.get("sampling_rate_hz"),
-                    suptitle=f"top {m} outliers: 1 - cos to the {k}-th neighbour (same source within {dedup_s:g} s "
-                             "skipped)" + (" + 1 - cos to the nearest same-source sample within that time"
-                                           if context else ""))
+    if m:
+        samples = batch.samples[inv][:m]
+        files["montage"] = str(montage(
+            samples, out / "outliers.png", modality=archive.modality,
+            titles=[f"{r}: #{i} {s:.3f}" + (f" (+{f})" if f else "")
+                    for r, (i, s, f) in enumerate(zip(best_ids[:m], best_sc[:m], folded[:m], strict=True))],
+            sampling_rate_hz=archive.attrs.get("sampling_rate_hz"),
+            suptitle=f"top {m} outliers: 1 - cos to the {k}-th neighbour (same source within {dedup_s:g} s "
+                     "skipped)" + (" + 1 - cos to the nearest same-source sample within that time" if context else "")))
+    else:
+        (out / "outliers.png").unlink(missing_ok=True)  # --montage 0: none; an earlier run's goes under overwrite
     counts: dict[str, int] = {}
     for lab in labels:
         if lab:
             counts[lab] = counts.get(lab, 0) + 1
     report = OutlierReport(out=str(out), n=emb.n, top=len(best_ids), k=k, dedup_s=dedup_s, mode=mode,
                            context=context, fold_cos=fold_cos, folded=int(folded.sum()),
-                           files={"csv": str(csv_path), "parquet": str(pq_path), "montage": str(mpath)},
+                           files=files,
                            seconds=time.perf_counter() - t0, label_counts=dict(sorted(counts.items())))
     (out / "outliers.json").write_text(json.dumps(report.__dict__, indent=2, default=str))
     return report

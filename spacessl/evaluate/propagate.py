@@ -141,6 +141,8 @@ def propagate(seeds_csv: str | Path, out: str | Path, *, index_dir: str | None =
     from spacessl.evaluate.catalog import frame, label_strings, write_catalog
 
     t0 = time.perf_counter()
+    if max_candidates < 1:
+        raise PropagateError(f"--max-candidates must be >= 1 (results per seed), got {max_candidates}")
     out = Path(out)
     if not overwrite:
         refuse_existing([out / f for f in OUTPUT_FILES], what="a propagated catalog", error=PropagateError)

@@ -212,9 +212,11 @@ def load_vector(vector: Any, dim: int) -> np.ndarray:
             raise QueryError(f"cannot read query vector {vector}: {exc}; save it with numpy.save") from exc
     else:
         arr = np.asarray(vector)
+    shape = np.shape(arr)
     arr = np.asarray(arr, dtype=np.float32).reshape(-1)
     if arr.size != dim:
-        raise QueryError(f"query vector has {arr.size} values but the index holds {dim}-d embeddings")
+        raise QueryError(f"query vector has shape {shape} ({arr.size} values) but the index holds {dim}-d "
+                         f"embeddings; give one vector of shape ({dim},)")
     if not np.isfinite(arr).all():
         raise QueryError("query vector has non-finite values")
     norm = float(np.linalg.norm(arr))

@@ -206,6 +206,11 @@ def test_outliers_cli(seismic_set, tmp_path, capsys):
     assert main(["outliers", emb, "--top", "10", "--k", "5", "--out", str(out), "--montage", "4", "--overwrite"]) == 0
     assert len(read_catalog(out / "outliers.csv")) == 10
     assert json.loads((out / "outliers.json").read_text())["top"] == 10
+    # --montage 0: no montage, and the earlier one goes with the list it showed
+    assert main(["outliers", emb, "--top", "10", "--k", "5", "--out", str(out), "--montage", "0", "--overwrite"]) == 0
+    assert "(no montage)" in capsys.readouterr().out and not (out / "outliers.png").exists()
+    assert main(["outliers", emb, "--out", str(tmp_path / "neg"), "--dedup-s", "-5"]) == 2
+    assert "--dedup-s and --montage must be >= 0" in capsys.readouterr().err
 
 
 def test_propagate_catalog_and_quakeml(seismic_set, tmp_path, capsys):
@@ -230,6 +235,9 @@ def test_propagate_catalog_and_quakeml(seismic_set, tmp_path, capsys):
     bad.write_text("sample\n3\n")
     assert main(["propagate", "--seeds", str(bad), "--embeddings", emb, "--out", str(tmp_path / "b")]) == 2
     assert "has no 'id' column" in capsys.readouterr().err
+    assert main(["propagate", "--seeds", str(seeds), "--embeddings", emb, "--out", str(tmp_path / "b"),
+                 "--max-candidates", "0"]) == 2
+    assert "--max-candidates must be >= 1" in capsys.readouterr().err
     # the earlier catalog is kept unless --overwrite; with it, a tighter threshold replaces every file
     n = len(cat)
     assert main(["propagate", "--seeds", str(seeds), "--embeddings", emb, "--out", str(out), "--threshold",
@@ -292,6 +300,8 @@ def test_map_refuses_to_overwrite(aurora_set, tmp_path, capsys):
     assert png.exists() and not png.with_suffix(".html").exists()
     assert main(["map", emb, "--out", str(tmp_path / "map.html")]) == 2
     assert "must name the image file, e.g. map.png" in capsys.readouterr().err
+    assert main(["map", emb, "--out", str(tmp_path / "m.png"), "--perplexity", "0"]) == 2
+    assert "--perplexity must be > 0" in capsys.readouterr().err
 
 
 def _outliers_exact_and_indexed(emb, tmp_path, top):

@@ -94,6 +94,8 @@ def test_query_by_vector(index_dir, tmp_path):
     assert r.results[0]["id"] == 7 and r.results[0]["distance"] < 1e-5
     with pytest.raises(QueryError, match="32-d"):
         query(index_dir, vector=np.ones(5), k=5)
+    with pytest.raises(QueryError, match=r"shape \(2, 32\) \(64 values\) .* give one vector of shape \(32,\)"):
+        query(index_dir, vector=np.ones((2, 32)), k=5)
 
 
 def test_filters_pass_through(index_dir):
