@@ -151,14 +151,19 @@ def test_kill_while_cutting_back_the_rejects_keeps_them(tmp_path, monkeypatch):
 
 
 def test_repeated_kills_at_random_moments(tmp_path):
-    """SIGKILL from outside at arbitrary moments, resumed each time, converges to the reference."""
+    """SIGKILL from outside at arbitrary moments, resumed each time, converges to the reference.
+
+    The moments are fractions of how long a whole run takes on this machine (the reference run, timed), so that the
+    first kill lands before the end however fast the machine is, and later ones further on."""
     ref, url = tmp_path / "ref.zarr", tmp_path / "resumed.zarr"
-    assert run_producer(ref) == 0
+    t0 = time.perf_counter()
+    assert run_producer(ref, "--delay", "0.02") == 0
+    whole_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     kills = 0
     for attempt in range(40):
         proc = subprocess.Popen([sys.executable, str(PRODUCER), str(url), "--delay", "0.02"])
-        time.sleep(float(rng.uniform(1.0, 2.0)) + 0.1 * attempt)
+        time.sleep(whole_s * (float(rng.uniform(0.3, 0.7)) + 0.05 * attempt))
         if proc.poll() is not None:
             break
         proc.kill()
