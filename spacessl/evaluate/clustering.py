@@ -56,7 +56,7 @@ CLUSTER_RESTARTS = 20
 
 
 #: FAISS's own least number of training points per centroid before it warns
-MIN_POINTS_PER_CENTROID = 39
+MIN_POINTS_PER_CENTROID = faiss.ClusteringParameters().min_points_per_centroid
 
 
 def fit_kmeans(x: np.ndarray, k: int, *, niter: int = 25, nredo: int = CLUSTER_RESTARTS, seed: int = 0,

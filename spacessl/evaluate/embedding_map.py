@@ -68,7 +68,7 @@ class MapReport:
 
 
 def _colours(color: str, meta: dict[str, np.ndarray], names: list[str] | None, vectors: np.ndarray,
-             clusters_path: str | None, ids: np.ndarray, seed: int,
+             clusters: tuple[Path, pd.DataFrame] | None, ids: np.ndarray, seed: int,
              k: int | None) -> tuple[np.ndarray, list[str], bool]:
     """(values (N,), category names, categorical?)."""
     if color == "label":
@@ -76,8 +76,8 @@ def _colours(color: str, meta: dict[str, np.ndarray], names: list[str] | None, v
         cats = [*(names or []), "unlabelled"]
         return np.where(lab >= 0, lab, len(cats) - 1), cats, True
     if color == "cluster":
-        if clusters_path:
-            cl = _catalog_clusters(clusters_path, ids, meta.get("time_ns"))
+        if clusters is not None:
+            cl = _catalog_clusters(*clusters, ids, meta.get("time_ns"))
         else:
             from spacessl.evaluate.clustering import kmeans
 
@@ -90,13 +90,10 @@ def _colours(color: str, meta: dict[str, np.ndarray], names: list[str] | None, v
     raise MapError(f"Unknown colouring {color!r}. Available colourings are: {', '.join(COLORS)}.")
 
 
-def _catalog_clusters(path: str | Path, ids: np.ndarray | None = None,
-                      time_ns: np.ndarray | None = None) -> np.ndarray:
-    """Cluster (N,) of each of ``ids`` (N,) in the catalog of ``spacessl cluster`` at ``path``, whose times must be
-    ``time_ns`` (N,) when given; with ``ids`` None, only check that the catalog can be read (an empty array).
+def _read_cluster_catalog(path: str | Path) -> tuple[Path, pd.DataFrame]:
+    """(path, catalog) of the catalog that ``spacessl cluster`` wrote at ``path``, with columns id and cluster.
     Raises MapError naming the file and the fix."""
     from spacessl.evaluate.catalog import read_catalog
-    from spacessl.evaluate.catalog import time_ns as catalog_times
 
     path = Path(path)
     if not path.is_file():
@@ -110,8 +107,14 @@ def _catalog_clusters(path: str | Path, ids: np.ndarray | None = None,
     if missing:
         raise MapError(f"--clusters {path} has no column(s) {', '.join(sorted(missing))}; it is not a catalog of "
                        "`spacessl cluster`")
-    if ids is None:
-        return np.empty(0, np.int64)
+    return path, cat
+
+
+def _catalog_clusters(path: Path, cat: pd.DataFrame, ids: np.ndarray, time_ns: np.ndarray | None = None) -> np.ndarray:
+    """Cluster (N,) of each of ``ids`` (N,) in ``cat`` (read from ``path`` by :func:`_read_cluster_catalog`),
+    whose times must be ``time_ns`` (N,) when given. Raises MapError when the catalog does not describe them."""
+    from spacessl.evaluate.catalog import time_ns as catalog_times
+
     row = pd.Series(np.arange(len(cat)), index=cat["id"].to_numpy(np.int64))
     pos = row.reindex(np.asarray(ids, dtype=np.int64)).to_numpy()
     other = np.isnan(pos)
@@ -141,6 +144,8 @@ def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: in
     An existing PNG or HTML of that name is replaced only with ``overwrite`` (else refused before any work); an
     earlier HTML is removed with it when this map has none."""
     from spacessl.embed.store import open_embeddings
+    from matplotlib.backend_bases import FigureCanvasBase
+
     from spacessl.evaluate.montage import _plt
     from spacessl.evaluate.sample import take_rows, uniform_positions
 
@@ -152,17 +157,14 @@ def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: in
     t0 = time.perf_counter()
     out = Path(out)
     plt = _plt()
-    probe = plt.figure()
-    formats = probe.canvas.get_supported_filetypes()
-    plt.close(probe)
+    formats = FigureCanvasBase.get_supported_filetypes()  # what savefig writes, by suffix
     if out.suffix.lower().lstrip(".") not in formats:
         raise MapError(f"--out {out} must name the image file, e.g. map.png (formats: {', '.join(sorted(formats))}); "
                        "the HTML page is written beside it with the suffix .html")
     if not overwrite:
         refuse_existing([out, out.with_suffix(".html")] if html_page else [out], what="an embedding map",
                         error=MapError)
-    if color == "cluster" and clusters:
-        _catalog_clusters(clusters)  # a bad catalog stops the map before the t-SNE
+    catalog = _read_cluster_catalog(clusters) if color == "cluster" and clusters else None  # before the t-SNE
     emb = open_embeddings(url)
     archive = emb.archive()
     pos = uniform_positions(emb, sample, seed=seed)
@@ -170,7 +172,7 @@ def embedding_map(url: str, out: str | Path, *, color: str = "label", sample: in
     fields = [f for f in ("time_ns", "source", "label") if f in archive.meta_fields]
     meta = {key: np.asarray(v) for key, v in archive.take(ids, fields=fields).meta.items()}
     xy = tsne_2d(vectors, seed=seed, perplexity=perplexity)
-    values, cats, categorical = _colours(color, meta, archive.label_names, vectors, clusters, ids, seed, k)
+    values, cats, categorical = _colours(color, meta, archive.label_names, vectors, catalog, ids, seed, k)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(8, 7))

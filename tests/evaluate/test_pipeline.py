@@ -263,7 +263,7 @@ def test_map_png_and_self_contained_html(aurora_set, tmp_path):
 
 
 def test_map_colours_by_a_cluster_catalog_of_the_same_store_only(aurora_set, seismic_set, tmp_path, capsys):
-    from spacessl.evaluate.embedding_map import MapError, _catalog_clusters
+    from spacessl.evaluate.embedding_map import MapError, _catalog_clusters, _read_cluster_catalog
 
     archive_url, emb = aurora_set
     assert main(["cluster", emb, "--k", "4", "--out", str(tmp_path / "c"), "--restarts", "2"]) == 0
@@ -271,9 +271,10 @@ def test_map_colours_by_a_cluster_catalog_of_the_same_store_only(aurora_set, sei
     ids = np.array([200, 3, 77, 150])
     times = open_archive(archive_url).meta("time_ns").compute()[ids]
     expected = cat.set_index("id").loc[ids, "cluster"].to_numpy()
-    np.testing.assert_array_equal(_catalog_clusters(tmp_path / "c" / "catalog.csv", ids, times), expected)
+    np.testing.assert_array_equal(_catalog_clusters(*_read_cluster_catalog(tmp_path / "c" / "catalog.csv"), ids, times), expected)
     with pytest.raises(MapError, match="does not describe 1 of the 4 sampled embeddings"):
-        _catalog_clusters(tmp_path / "c" / "catalog.parquet", ids, times + np.array([0, 0, 0, 1]))
+        _catalog_clusters(*_read_cluster_catalog(tmp_path / "c" / "catalog.parquet"), ids,
+                          times + np.array([0, 0, 0, 1]))
     capsys.readouterr()
     png = tmp_path / "map.png"
     assert main(["map", emb, "--out", str(png), "--color", "cluster", "--clusters",
